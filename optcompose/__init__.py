@@ -1,0 +1,69 @@
+"""optcompose: composable gradient transformations for JAX, with Optax's vocabulary."""
+
+from optcompose.base import (
+    EmptyState,
+    GradientTransformation,
+    GradientTransformationExtraArgs,
+    OptState,
+    Params,
+    ScalarOrSchedule,
+    Schedule,
+    Updates,
+    apply_updates,
+    chain,
+    identity,
+    named_chain,
+    set_to_zero,
+    stateless,
+)
+from optcompose.hyperparams import Hyperparams, get_hyperparams, set_hyperparams
+from optcompose.optimizers import adagrad, adam, adamw, lamb, lars, rmsprop, sgd
+from optcompose.transforms.adaptive import (
+    ScaleByAdamState,
+    ScaleByRmsState,
+    ScaleByRssState,
+    ScaleByRStdDevState,
+    scale_by_adam,
+    scale_by_rms,
+    scale_by_rss,
+    scale_by_stddev,
+)
+from optcompose.transforms.clipping import ClipByGlobalNormState, ClipState, clip, clip_by_global_norm
+from optcompose.transforms.decay import AddDecayedWeightsState, add_decayed_weights
+from optcompose.transforms.momentum import EmaState, TraceState, ema, trace
+from optcompose.transforms.partition import MaskedNode, MaskedState, PartitionState, freeze, masked, partition
+from optcompose.transforms.scaling import (
+    ScaleByLearningRateState,
+    ScaleByScheduleState,
+    ScaleState,
+    scale,
+    scale_by_learning_rate,
+    scale_by_schedule,
+)
+from optcompose.transforms.trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
+from optcompose.tree import global_norm
+
+multi_transform = partition  # Optax's older name for partition; the same function.
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # core
+    "GradientTransformation", "GradientTransformationExtraArgs", "EmptyState", "chain", "named_chain",
+    "identity", "set_to_zero", "stateless", "apply_updates",
+    "Params", "Updates", "OptState", "Schedule", "ScalarOrSchedule",
+    # transforms
+    "scale", "scale_by_learning_rate", "scale_by_schedule", "trace", "ema",
+    "scale_by_rss", "scale_by_rms", "scale_by_stddev", "scale_by_adam", "add_decayed_weights",
+    "scale_by_trust_ratio", "clip", "clip_by_global_norm", "masked", "partition", "multi_transform", "freeze",
+    # transform states
+    "ScaleState", "ScaleByLearningRateState", "ScaleByScheduleState", "TraceState", "EmaState",
+    "ScaleByRssState", "ScaleByRmsState", "ScaleByRStdDevState", "ScaleByAdamState", "AddDecayedWeightsState",
+    "ScaleByTrustRatioState", "ClipState", "ClipByGlobalNormState", "MaskedState", "MaskedNode", "PartitionState",
+    # optimizers
+    "sgd", "adagrad", "rmsprop", "adam", "adamw", "lars", "lamb",
+    # hyperparameters as data
+    "Hyperparams", "get_hyperparams", "set_hyperparams",
+    # utilities
+    "global_norm",
+]

@@ -1,0 +1,197 @@
+"""Hyperparameters as data: read them from an optimizer state, change them without recompiling.
+
+Every transform with numeric hyperparameters keeps them in its state, in a ``Hyperparams`` node:
+constants as float32 scalars that the update reads (so a new value is new *data* for the compiled
+step, not a new program), schedules evaluated at the step count. After ``init`` and after every
+update the node holds the values the *next* update will use, so ``get_hyperparams`` always answers
+"what learning rate will the next step use?".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from optcompose import validate
+from optcompose.tree import path_str
+
+HYPERPARAM_DTYPE = jnp.float32
+
+
+@jax.tree_util.register_pytree_with_keys_class
+class Hyperparams(Mapping):
+    """A read-only mapping ``name -> scalar array`` that lives in a transform's state.
+
+    ``scheduled`` names the entries that follow a schedule; they are part of the pytree's static
+    structure, so ``set_hyperparams`` can refuse to overwrite them.
+    """
+
+    __slots__ = ("_values", "scheduled")
+
+    def __init__(self, values: Mapping[str, Any], scheduled: frozenset[str] = frozenset()):
+        self._values = dict(values)
+        self.scheduled = frozenset(scheduled)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        items = ", ".join(
+            f"{k}={v!r}" + (" (scheduled)" if k in self.scheduled else "") for k, v in self._values.items()
+        )
+        return f"Hyperparams({items})"
+
+    def replace(self, **values: Any) -> Hyperparams:
+        return Hyperparams({**self._values, **values}, self.scheduled)
+
+    def tree_flatten_with_keys(self):
+        keys = tuple(self._values)
+        children = [(jax.tree_util.DictKey(k), self._values[k]) for k in keys]
+        return children, (keys, self.scheduled)
+
+    def tree_flatten(self):
+        keys = tuple(self._values)
+        return [self._values[k] for k in keys], (keys, self.scheduled)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        keys, scheduled = aux
+        return cls(dict(zip(keys, children)), scheduled)
+
+
+def _as_scalar(name: str, value: Any) -> jax.Array:
+    array = jnp.asarray(value, HYPERPARAM_DTYPE)
+    if array.shape != ():
+        raise ValueError(f"{name} must be a scalar, got an array of shape {array.shape}")
+    return array
+
+
+class HyperparamSpec:
+    """The numeric hyperparameters of one transform, split into constants and schedules.
+
+    A factory builds one from its arguments (validated already) and uses it in three places:
+    ``init()`` for the state, ``current(hp, count)`` inside ``update`` for the values of this step,
+    and ``advance(hp, count + 1)`` for the values the next step will use.
+    """
+
+    def __init__(self, **values: Any):
+        self.constants = {k: v for k, v in values.items() if not callable(v)}
+        self.schedules = {k: v for k, v in values.items() if callable(v)}
+
+    def _scheduled_at(self, count: Any) -> dict[str, jax.Array]:
+        return {k: _as_scalar(k, schedule(count)) for k, schedule in self.schedules.items()}
+
+    def init(self) -> Hyperparams:
+        values = {k: _as_scalar(k, v) for k, v in self.constants.items()}
+        values.update(self._scheduled_at(jnp.zeros((), jnp.int32)))
+        return Hyperparams(values, frozenset(self.schedules))
+
+    def current(self, hyperparams: Hyperparams, count: Any) -> dict[str, jax.Array]:
+        """Values for the update at ``count``: constants from the state, schedules evaluated."""
+        values = {k: hyperparams[k] for k in self.constants}
+        values.update(self._scheduled_at(count))
+        return values
+
+    def advance(self, hyperparams: Hyperparams, next_count: Any) -> Hyperparams:
+        """The node after an update: schedules re-evaluated at ``next_count``."""
+        if not self.schedules:
+            return hyperparams
+        return hyperparams.replace(**self._scheduled_at(next_count))
+
+
+def _is_node(x: Any) -> bool:
+    return isinstance(x, Hyperparams) or _is_injected(x)
+
+
+def _is_injected(x: Any) -> bool:
+    return type(x).__name__ == "InjectHyperparamsState" and hasattr(x, "inner_state")
+
+
+def _entries(opt_state: Any) -> list[tuple[str, str, Any, bool]]:
+    """Every hyperparameter in the state: (qualified name, short name, value, scheduled)."""
+    found = []
+    flat, _ = jax.tree_util.tree_flatten_with_path(opt_state, is_leaf=_is_node)
+    for path, node in flat:
+        if isinstance(node, Hyperparams):
+            for name, value in node.items():
+                key = path_str((*path, jax.tree_util.DictKey(name)))
+                found.append((key, name, value, name in node.scheduled))
+        elif _is_injected(node):
+            for name, value in node.hyperparams.items():
+                key = path_str((*path, jax.tree_util.GetAttrKey("hyperparams"), jax.tree_util.DictKey(name)))
+                found.append((key, name, value, False))
+    return found
+
+
+def get_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
+    """The hyperparameters the next update will use, by name.
+
+    A name that occurs once (``learning_rate`` in ``adamw``) is reported plainly; a name shared by
+    several parts (two learning rates in a ``partition``) is reported under each part's full pytree
+    path, such as ``"inner_states['head'][2].hyperparams['learning_rate']"``.
+    """
+    entries = _entries(opt_state)
+    counts: dict[str, int] = {}
+    for _, name, _, _ in entries:
+        counts[name] = counts.get(name, 0) + 1
+    return {(name if counts[name] == 1 else key): value for key, name, value, _ in entries}
+
+
+def set_hyperparams(opt_state: Any, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+    """Returns ``opt_state`` with the given hyperparameters replaced, from the next update on.
+
+    Names are those ``get_hyperparams`` reports (plain, or path-qualified when shared). The new
+    state has the same structure, shapes and dtypes, so a jitted step does not recompile. A
+    hyperparameter that follows a schedule cannot be set: the schedule would overwrite it.
+    """
+    requested = {**(values or {}), **kwargs}
+    entries = _entries(opt_state)
+    targets: dict[str, Any] = {}
+    for name, value in requested.items():
+        matches = [(key, scheduled) for key, short, _, scheduled in entries if name in (key, short)]
+        if not matches:
+            known = sorted({short for _, short, _, _ in entries} | {key for key, _, _, _ in entries})
+            raise KeyError(f"no hyperparameter named {name!r} in this optimizer state; known: {known}")
+        if len(matches) > 1:
+            raise ValueError(
+                f"hyperparameter {name!r} is shared by several parts of the optimizer; name one of "
+                f"{[key for key, _ in matches]}"
+            )
+        key, scheduled = matches[0]
+        if scheduled:
+            raise ValueError(
+                f"hyperparameter {key} follows a schedule; build the optimizer with a constant "
+                f"{name} to set it, or change the schedule"
+            )
+        validate.hyperparameter(name.rsplit("'", 2)[-2] if "'" in name else name, value)
+        targets[key] = value
+
+    def replace(path, node):
+        if isinstance(node, Hyperparams):
+            new = {}
+            for name in node:
+                key = path_str((*path, jax.tree_util.DictKey(name)))
+                if key in targets:
+                    new[name] = jnp.asarray(targets[key], jnp.asarray(node[name]).dtype).reshape(())
+            return node.replace(**new) if new else node
+        if _is_injected(node):
+            hyper = dict(node.hyperparams)
+            for name in hyper:
+                key = path_str((*path, jax.tree_util.GetAttrKey("hyperparams"), jax.tree_util.DictKey(name)))
+                if key in targets:
+                    hyper[name] = jnp.asarray(targets[key], jnp.asarray(hyper[name]).dtype).reshape(
+                        jnp.shape(hyper[name])
+                    )
+            return node._replace(hyperparams=hyper)
+        return node
+
+    return jax.tree_util.tree_map_with_path(replace, opt_state, is_leaf=_is_node)

@@ -1,0 +1,1 @@
+"""The optimizer pieces: each a factory returning a ``GradientTransformation``."""

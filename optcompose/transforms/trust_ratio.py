@@ -1,0 +1,57 @@
+"""The layerwise trust ratio of LARS and LAMB."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from optcompose import validate
+from optcompose.base import GradientTransformation
+from optcompose.hyperparams import Hyperparams, HyperparamSpec
+from optcompose.numerics import widen
+from optcompose.tree import map as tree_map
+
+
+class ScaleByTrustRatioState(NamedTuple):
+    hyperparams: Hyperparams
+
+
+def scale_by_trust_ratio(
+    min_norm: float = 0.0, trust_coefficient: float = 1.0, eps: float = 0.0
+) -> GradientTransformation:
+    """Scales each leaf's update by its trust ratio (You et al. 2017, LARS; 2019, LAMB)::
+
+        ratio = trust_coefficient * ||w|| / (||u|| + eps)     per leaf (per layer)
+        u -> ratio * u
+
+    Norms are l2 norms over the whole leaf, floored at ``min_norm``. When either norm is 0 (a
+    zero-initialised bias, a zero update) the ratio is 1, never NaN or inf.
+    """
+    validate.non_negative("min_norm", min_norm)
+    validate.non_negative("trust_coefficient", trust_coefficient)
+    validate.non_negative("eps", eps)
+    spec = HyperparamSpec(min_norm=min_norm, trust_coefficient=trust_coefficient, eps=eps)
+
+    def init(params):
+        del params
+        return ScaleByTrustRatioState(spec.init())
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError("scale_by_trust_ratio needs params: call update(updates, state, params)")
+        hp = state.hyperparams
+
+        def leaf(u, w):
+            u32, w32 = widen(u), widen(w)
+            param_norm = jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(w32))), hp["min_norm"])
+            update_norm = jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(u32))), hp["min_norm"])
+            either_zero = (param_norm == 0.0) | (update_norm == 0.0)
+            denominator = jnp.where(either_zero, 1.0, update_norm + hp["eps"])
+            ratio = jnp.where(either_zero, 1.0, hp["trust_coefficient"] * param_norm / denominator)
+            return (u32 * ratio).astype(jnp.asarray(u).dtype)
+
+        return tree_map(leaf, updates, params, names=("updates", "params")), state
+
+    return GradientTransformation(init, update)
