@@ -65,7 +65,7 @@ class Hyperparams(Mapping):
     @classmethod
     def tree_unflatten(cls, aux, children):
         keys, scheduled = aux
-        return cls(dict(zip(keys, children)), scheduled)
+        return cls(dict(zip(keys, children, strict=True)), scheduled)
 
 
 def _as_scalar(name: str, value: Any) -> jax.Array:
@@ -126,9 +126,14 @@ def _entries(opt_state: Any) -> list[tuple[str, str, Any, bool]]:
                 key = path_str((*path, jax.tree_util.DictKey(name)))
                 found.append((key, name, value, name in node.scheduled))
         elif _is_injected(node):
+            # The wrapper's dict is the only source of truth: the inner state's own nodes are
+            # rebuilt from it at every update, so they are not reported (they would be stale
+            # duplicates). Scheduled entries report their value for the next update.
+            scheduled = getattr(node.hyperparams, "scheduled", frozenset())
+            upcoming = getattr(node.hyperparams, "upcoming", {})
             for name, value in node.hyperparams.items():
                 key = path_str((*path, jax.tree_util.GetAttrKey("hyperparams"), jax.tree_util.DictKey(name)))
-                found.append((key, name, value, False))
+                found.append((key, name, upcoming.get(name, value), name in scheduled))
     return found
 
 
@@ -137,7 +142,11 @@ def get_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
 
     A name that occurs once (``learning_rate`` in ``adamw``) is reported plainly; a name shared by
     several parts (two learning rates in a ``partition``) is reported under each part's full pytree
-    path, such as ``"inner_states['head'][2].hyperparams['learning_rate']"``.
+    path, such as ``".inner_states['head'].inner_state[2].hyperparams['learning_rate']"``.
+
+    For a state made by ``inject_hyperparams`` the names are the factory's arguments
+    (``state.hyperparams``); its inner transform's own entries, rebuilt from those at every
+    update, are not reported a second time.
     """
     entries = _entries(opt_state)
     counts: dict[str, int] = {}
@@ -184,13 +193,17 @@ def set_hyperparams(opt_state: Any, values: Mapping[str, Any] | None = None, /, 
                     new[name] = jnp.asarray(targets[key], jnp.asarray(node[name]).dtype).reshape(())
             return node.replace(**new) if new else node
         if _is_injected(node):
-            hyper = dict(node.hyperparams)
-            for name in hyper:
+            new = {}
+            for name, old in node.hyperparams.items():
                 key = path_str((*path, jax.tree_util.GetAttrKey("hyperparams"), jax.tree_util.DictKey(name)))
                 if key in targets:
-                    hyper[name] = jnp.asarray(targets[key], jnp.asarray(hyper[name]).dtype).reshape(
-                        jnp.shape(hyper[name])
-                    )
+                    new[name] = jnp.asarray(targets[key], jnp.asarray(old).dtype).reshape(jnp.shape(old))
+            if not new:
+                return node
+            # Keep the dict's own type (optcompose's carries static data), so the pytree
+            # structure and hence the compiled step stay the same.
+            hyper = node.hyperparams
+            hyper = hyper.replace(**new) if hasattr(hyper, "replace") else {**hyper, **new}
             return node._replace(hyperparams=hyper)
         return node
 

@@ -7,6 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from optcompose import tree as tree_lib
+
 COMPUTE_DTYPE = jnp.float32
 
 
@@ -16,14 +18,19 @@ def compute_dtype(dtype: Any) -> Any:
 
 
 def widen(x: jax.Array) -> jax.Array:
-    """``x`` in its compute dtype (bfloat16/float16 -> float32; float32/float64 unchanged)."""
+    """``x`` in its compute dtype (bfloat16/float16 -> float32; float32/float64 unchanged).
+
+    Integer, bool and float0 inputs raise ``tree.NotFloatingError`` (a ``TypeError``): casting the
+    result back would silently truncate, so they are refused (see ``tree.FLOATING_POLICY``).
+    """
+    tree_lib.check_floating_leaf(x)
     x = jnp.asarray(x)
     return x.astype(compute_dtype(x.dtype))
 
 
 def scale_tree(updates: Any, factor: jax.Array) -> Any:
     """``u -> factor * u`` per leaf, computed in float32, each result in its input's dtype."""
-    return jax.tree.map(lambda u: (widen(u) * factor).astype(jnp.asarray(u).dtype), updates)
+    return tree_lib.map(lambda u: (widen(u) * factor).astype(jnp.asarray(u).dtype), updates, names=("updates",))
 
 
 def power(base: jax.Array, count: jax.Array) -> jax.Array:

@@ -169,6 +169,7 @@ def lars(
     and from the trust ratio, as the paper does.
     """
     validate.non_negative("learning_rate", learning_rate)
+    validate.unit_interval("momentum", momentum)
     return chain(
         add_decayed_weights(weight_decay, mask=weight_decay_mask),
         masked(scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps), trust_ratio_mask),

@@ -7,10 +7,12 @@ is evaluated, so it passes through untouched.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -20,18 +22,15 @@ def _is_schedule(value: Any) -> bool:
 
 def _concrete_float(name: str, value: Any) -> float | None:
     """Returns ``value`` as a float, or None when it cannot be checked now (schedule or tracer)."""
-    if _is_schedule(value) or value is None:
+    if value is None or _is_schedule(value) or isinstance(value, jax.core.Tracer):
         return None
     try:
-        number = float(np.asarray(value))
-    except (TypeError, ValueError, Exception) as err:  # tracers and arrays of size > 1
-        if type(err).__name__.endswith("TracerConversionError") or "Tracer" in type(value).__name__:
-            return None
+        return float(np.asarray(value))
+    except (TypeError, ValueError) as err:
         raise TypeError(
             f"{name} must be a real number or a schedule (a function of the step count), "
             f"got {value!r} of type {type(value).__name__}"
         ) from err
-    return number
 
 
 def non_negative(name: str, value: Any) -> None:
@@ -83,7 +82,7 @@ def callable_or_none(name: str, value: Any) -> None:
 # example ``set_hyperparams``). Names not listed are accepted as any finite number.
 _BY_NAME: dict[str, Callable[[str, Any], None]] = {
     "learning_rate": non_negative,
-    "step_size": lambda n, v: None,
+    "step_size": lambda n, v: finite(n, v),  # any sign, but finite
     "eps": non_negative,
     "eps_root": non_negative,
     "weight_decay": non_negative,
@@ -107,3 +106,28 @@ def hyperparameter(name: str, value: Any) -> None:
     number = _concrete_float(name, value)
     if number is not None and not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value!r}")
+
+
+def finite(name: str, value: Any) -> None:
+    """Raises ``ValueError`` unless ``value`` is a finite number (schedules and tracers pass)."""
+    number = _concrete_float(name, value)
+    if number is not None and not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def open_unit_interval(name: str, value: Any) -> None:
+    """Raises ``ValueError`` unless ``0 < value < 1`` (schedules and tracers pass)."""
+    number = _concrete_float(name, value)
+    if number is not None and not 0 < number < 1:
+        raise ValueError(f"{name} must lie in the open interval (0, 1), got {value!r}")
+
+
+def strictly_increasing(name: str, values: Any) -> None:
+    """Raises ``ValueError`` unless the numbers in ``values`` increase strictly, left to right."""
+    values = list(values)
+    for index, (previous, current) in enumerate(itertools.pairwise(values)):
+        if not current > previous:
+            raise ValueError(
+                f"{name} must be strictly increasing, got {values!r} "
+                f"(entry {index + 1} = {current!r} does not exceed entry {index} = {previous!r})"
+            )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 
 from optcompose import validate
@@ -12,6 +11,7 @@ from optcompose.base import GradientTransformation
 from optcompose.hyperparams import Hyperparams, HyperparamSpec
 from optcompose.numerics import scale_tree, widen
 from optcompose.tree import global_norm
+from optcompose.tree import map as tree_map
 
 
 class ClipState(NamedTuple):
@@ -34,7 +34,9 @@ def clip(max_delta: float) -> GradientTransformation:
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         bound = state.hyperparams["max_delta"]
-        clipped = jax.tree.map(lambda u: jnp.clip(widen(u), -bound, bound).astype(jnp.asarray(u).dtype), updates)
+        clipped = tree_map(
+            lambda u: jnp.clip(widen(u), -bound, bound).astype(jnp.asarray(u).dtype), updates, names=("updates",)
+        )
         return clipped, state
 
     return GradientTransformation(init, update)

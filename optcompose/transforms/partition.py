@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 
 from optcompose.base import GradientTransformation, OptState, set_to_zero
-from optcompose.tree import path_str
+from optcompose.tree import check_same_structure, path_str
 
 
 class MaskedNode(NamedTuple):
@@ -75,6 +75,8 @@ def masked(inner: GradientTransformation, mask: Any | Callable[[Any], Any]) -> G
         return MaskedState(inner.init(selected))
 
     def update(updates, state, params=None, **extra_args):
+        if params is not None:
+            check_same_structure((updates, params), ("updates", "params"))
         mask_tree = resolved_mask(updates if params is None else params)
         try:
             selected_updates = _select(mask_tree, updates)

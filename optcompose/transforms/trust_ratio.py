@@ -10,6 +10,7 @@ from optcompose import validate
 from optcompose.base import GradientTransformation
 from optcompose.hyperparams import Hyperparams, HyperparamSpec
 from optcompose.numerics import widen
+from optcompose.tree import l2_norm
 from optcompose.tree import map as tree_map
 
 
@@ -45,8 +46,9 @@ def scale_by_trust_ratio(
 
         def leaf(u, w):
             u32, w32 = widen(u), widen(w)
-            param_norm = jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(w32))), hp["min_norm"])
-            update_norm = jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(u32))), hp["min_norm"])
+            # l2_norm rescales by the largest entry, so 1e30 or 1e-30 weights do not overflow to inf / inf.
+            param_norm = jnp.maximum(l2_norm(w32), hp["min_norm"])
+            update_norm = jnp.maximum(l2_norm(u32), hp["min_norm"])
             either_zero = (param_norm == 0.0) | (update_norm == 0.0)
             denominator = jnp.where(either_zero, 1.0, update_norm + hp["eps"])
             ratio = jnp.where(either_zero, 1.0, hp["trust_coefficient"] * param_norm / denominator)

@@ -1,0 +1,168 @@
+"""Reading and setting hyperparameters through chain, named_chain, partition, masked and wrappers.
+
+Every expected number is written out by hand (the first SGD step is ``-lr * g``; Adam's first step
+is ``-lr * g / (|g| + eps)``), so each test can fail independently of the code it checks.
+"""
+
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optcompose.base import chain, named_chain
+from optcompose.hyperparams import get_hyperparams, set_hyperparams
+from optcompose.optimizers import adam, sgd
+from optcompose.transforms.clipping import clip_by_global_norm
+from optcompose.transforms.partition import masked, partition
+from optcompose.transforms.scaling import scale_by_learning_rate
+
+PARAMS = {"backbone": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}, "head": {"kernel": jnp.ones((2, 1))}}
+GRADS = jax.tree.map(lambda p: jnp.full(p.shape, 2.0), PARAMS)
+LABELS = {"backbone": {"kernel": "backbone", "bias": "backbone"}, "head": {"kernel": "head"}}
+
+
+def _as_floats(values):
+    return {k: float(v) for k, v in values.items()}
+
+
+def test_chain_reports_each_name_once():
+    tx = chain(clip_by_global_norm(5.0), adam(0.1, b1=0.8))
+    found = _as_floats(get_hyperparams(tx.init(PARAMS)))
+    assert found == pytest.approx(
+        {"max_norm": 5.0, "b1": 0.8, "b2": 0.999, "eps": 1e-8, "eps_root": 0.0, "learning_rate": 0.1}
+    )
+
+
+def test_named_chain_shared_name_is_path_qualified():
+    tx = named_chain(("warm", scale_by_learning_rate(0.5, flip_sign=False)), ("sgd", sgd(0.1)))
+    found = _as_floats(get_hyperparams(tx.init(PARAMS)))
+    assert found == pytest.approx(
+        {"['warm'].hyperparams['learning_rate']": 0.5, "['sgd'][1].hyperparams['learning_rate']": 0.1}
+    )
+    state = set_hyperparams(tx.init(PARAMS), {"['sgd'][1].hyperparams['learning_rate']": 0.25})
+    updates, _ = tx.update(GRADS, state, PARAMS)
+    # 0.5 * 2 then -0.25 * that.
+    np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.25 * 0.5 * 2.0))
+
+
+def _partitioned():
+    return partition({"backbone": sgd(0.01), "head": sgd(0.1)}, LABELS)
+
+
+def test_partition_reports_path_qualified_learning_rates():
+    found = _as_floats(get_hyperparams(_partitioned().init(PARAMS)))
+    backbone = ".inner_states['backbone'].inner_state[1].hyperparams['learning_rate']"
+    head = ".inner_states['head'].inner_state[1].hyperparams['learning_rate']"
+    assert found == pytest.approx({backbone: 0.01, head: 0.1})
+
+
+def test_partition_ambiguous_name_raises_and_qualified_name_sets():
+    tx = _partitioned()
+    state = tx.init(PARAMS)
+    with pytest.raises(ValueError, match="shared by several parts"):
+        set_hyperparams(state, learning_rate=0.5)
+    head = ".inner_states['head'].inner_state[1].hyperparams['learning_rate']"
+    state = set_hyperparams(state, {head: 0.5})
+    updates, _ = tx.update(GRADS, state, PARAMS)
+    np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.5 * 2.0))
+    np.testing.assert_allclose(updates["backbone"]["kernel"], np.full((2, 2), -0.01 * 2.0))
+
+
+def test_masked_reads_and_sets_through_the_mask():
+    mask = {"backbone": {"kernel": True, "bias": False}, "head": {"kernel": True}}
+    tx = masked(sgd(0.1), mask)
+    state = tx.init(PARAMS)
+    assert _as_floats(get_hyperparams(state)) == pytest.approx({"learning_rate": 0.1})
+    state = set_hyperparams(state, learning_rate=0.3)
+    updates, state = tx.update(GRADS, state, PARAMS)
+    np.testing.assert_allclose(updates["backbone"]["kernel"], np.full((2, 2), -0.3 * 2.0))
+    np.testing.assert_allclose(updates["backbone"]["bias"], np.full(2, 2.0))  # passes through
+    assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.3)
+
+
+def test_scheduled_value_is_the_next_steps_and_cannot_be_set():
+    schedule = lambda count: 0.1 * 0.5 ** count  # noqa: E731
+    tx = adam(schedule)
+    state = tx.init(PARAMS)
+    step = jax.jit(tx.update)
+    for k in range(3):
+        assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.1 * 0.5**k)
+        _, state = step(GRADS, state, PARAMS)
+    assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.1 * 0.5**3)
+    with pytest.raises(ValueError, match="follows a schedule"):
+        set_hyperparams(state, learning_rate=1e-3)
+
+
+def test_unknown_name_lists_known_names():
+    state = adam(0.1).init(PARAMS)
+    with pytest.raises(KeyError, match="learning_rate") as info:
+        set_hyperparams(state, lerning_rate=0.1)
+    assert "b2" in str(info.value)
+
+
+def test_invalid_value_is_refused():
+    state = adam(0.1).init(PARAMS)
+    with pytest.raises(ValueError, match="learning_rate"):
+        set_hyperparams(state, learning_rate=-1.0)
+    with pytest.raises(ValueError, match="b1"):
+        set_hyperparams(state, b1=1.5)
+
+
+def test_set_takes_effect_next_step_without_recompiling():
+    traces = []
+    tx = chain(clip_by_global_norm(100.0), sgd(0.1, momentum=0.9))
+
+    @jax.jit
+    def step(state, grads):
+        traces.append(None)  # runs only while tracing
+        return tx.update(grads, state, PARAMS)
+
+    state = tx.init(PARAMS)
+    updates, state = step(state, GRADS)
+    np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.1 * 2.0))
+    state = set_hyperparams(state, learning_rate=0.01, decay=0.5)
+    updates, state = step(state, GRADS)
+    # velocity 0.5 * 2 + 2 = 3, times the new learning rate.
+    np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.01 * 3.0), rtol=1e-6)
+    assert len(traces) == 1
+    assert step._cache_size() == 1
+    assert _as_floats(get_hyperparams(state)) == pytest.approx({"max_norm": 100.0, "decay": 0.5, "learning_rate": 0.01})
+
+
+def test_set_does_not_mutate_the_old_state():
+    state = sgd(0.1).init(PARAMS)
+    set_hyperparams(state, learning_rate=0.7)
+    assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.1)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("optcompose.transforms.accumulation") is None, reason="MultiSteps not written yet"
+)
+def test_multisteps_reads_and_sets_the_inner_learning_rate():
+    from optcompose.transforms.accumulation import MultiSteps
+
+    tx = MultiSteps(sgd(0.1), 2).gradient_transformation()
+    state = tx.init(PARAMS)
+    assert _as_floats(get_hyperparams(state)) == pytest.approx({"learning_rate": 0.1})
+    state = set_hyperparams(state, learning_rate=0.4)
+    step = jax.jit(tx.update)
+    updates, state = step(GRADS, state, PARAMS)
+    np.testing.assert_allclose(updates["head"]["kernel"], np.zeros((2, 1)))  # still accumulating
+    updates, state = step(GRADS, state, PARAMS)
+    np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.4 * 2.0), rtol=1e-6)
+    assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optcompose.transforms.guards") is None, reason="guards not written yet")
+def test_apply_if_finite_reads_and_sets_the_inner_learning_rate():
+    from optcompose.transforms.guards import apply_if_finite
+
+    tx = apply_if_finite(adam(0.1), 3)
+    state = tx.init(PARAMS)
+    assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.1)
+    state = set_hyperparams(state, learning_rate=0.05)
+    updates, state = jax.jit(tx.update)(GRADS, state, PARAMS)
+    # Adam's first step is g / (|g| + eps) ~ 1.
+    np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.05), rtol=1e-6)

@@ -1,0 +1,221 @@
+"""Constant, linear, polynomial, exponential and piecewise-constant schedules; step-count handling."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_schedules_reference import (
+    check_schedule,
+    ref_exponential,
+    ref_linear,
+    ref_piecewise_constant,
+    ref_polynomial,
+)
+
+import optcompose.schedules as sched
+
+OPTAX_NAMED = [
+    "constant_schedule",
+    "linear_schedule",
+    "polynomial_schedule",
+    "exponential_decay",
+    "piecewise_constant_schedule",
+    "cosine_decay_schedule",
+    "warmup_cosine_decay_schedule",
+    "warmup_constant_schedule",
+    "join_schedules",
+    "sgdr_schedule",
+    "cosine_onecycle_schedule",
+    "linear_onecycle_schedule",
+    "warmup_exponential_decay_schedule",
+]
+
+
+def test_public_names():
+    assert sorted(sched.__all__) == sorted(
+        OPTAX_NAMED + ["cosine_warm_restarts_schedule", "one_cycle_schedule", "OneCycleSchedules"]
+    )
+    for name in sched.__all__:
+        assert getattr(sched, name).__doc__, name
+
+
+@pytest.mark.parametrize("name", OPTAX_NAMED)
+def test_signature_matches_optax(name):
+    optax = pytest.importorskip("optax")
+    ours = inspect.signature(getattr(sched, name)).parameters
+    theirs = inspect.signature(getattr(optax, name)).parameters
+    assert list(ours) == list(theirs)
+    assert [p.default for p in ours.values()] == [p.default for p in theirs.values()]
+    assert [p.kind for p in ours.values()] == [p.kind for p in theirs.values()]
+
+
+def test_constant():
+    check_schedule(sched.constant_schedule(0.25), lambda t: np.full(np.shape(t), 0.25), [0, 1, 7])
+
+
+@pytest.mark.parametrize(
+    ("init", "end", "steps", "begin"),
+    [(1.0, 0.01, 100, 0), (0.0, 3.0, 10, 5), (2.0, 1.0, 1, 0), (1.0, 0.0, 0, 4), (0.5, 0.5, 7, 2)],
+)
+def test_linear(init, end, steps, begin):
+    boundary = [0, 1, begin - 1, begin, begin + 1, begin + steps // 2, begin + steps - 1, begin + steps]
+    check_schedule(
+        sched.linear_schedule(init, end, steps, begin),
+        lambda t: ref_linear(t, init, end, steps, begin),
+        [s for s in boundary + [begin + steps + 1, 10**6] if s >= 0],
+    )
+
+
+@pytest.mark.parametrize(("power", "begin"), [(2.0, 5), (0.5, 0), (1.0, 3), (3, 0)])
+def test_polynomial(power, begin):
+    steps = 40
+    check_schedule(
+        sched.polynomial_schedule(1.0, 0.01, power, steps, begin),
+        lambda t: ref_polynomial(t, 1.0, 0.01, power, steps, begin),
+        [0, begin, begin + 1, begin + 20, begin + steps - 1, begin + steps, begin + steps + 5],
+    )
+
+
+@pytest.mark.parametrize(
+    ("rate", "begin", "staircase", "end"),
+    [
+        (0.5, 0, False, None),
+        (0.5, 5, True, None),
+        (0.9, 3, False, 0.2),
+        (0.9, 0, True, 0.2),
+        (1.5, 2, False, 40.0),
+        (1.5, 0, True, 40.0),
+        (0.5, 0, False, 2.0),  # a lower bound above init_value holds from the start, as in Optax
+    ],
+)
+def test_exponential_decay(rate, begin, staircase, end):
+    init, steps = 3.0, 10
+    check_schedule(
+        sched.exponential_decay(init, steps, rate, begin, staircase, end),
+        lambda t: ref_exponential(t, init, steps, rate, begin, staircase, end),
+        [0, begin, begin + 1, begin + 9, begin + 10, begin + 11, begin + 25, begin + 100, 5000],
+    )
+
+
+def test_exponential_growth_saturates_instead_of_overflowing():
+    schedule = sched.exponential_decay(3.0, 10, 2.0)
+    steps = np.asarray([0, 10, 100, 1000, 2000, 10**6, 2**31 - 1], np.int32)
+    values = np.asarray(jax.jit(jax.vmap(schedule))(steps))
+    assert np.all(np.isfinite(values)) and np.all(np.diff(values) >= 0)
+    np.testing.assert_allclose(values[:3], [3.0, 6.0, 3.0 * 2**10], rtol=1e-6)
+    assert values[-1] >= 3e38
+    assert float(sched.exponential_decay(0.0, 10, 2.0)(2**31 - 1)) == 0.0
+
+
+def test_piecewise_constant():
+    table = {30: 0.1, 10: 3.0, 60: 0.5, 61: 0.0, 2**40: 7.0}
+    check_schedule(
+        sched.piecewise_constant_schedule(2.0, table),
+        lambda t: ref_piecewise_constant(t, 2.0, table),
+        [0, 9, 10, 11, 29, 30, 31, 59, 60, 61, 62],
+    )
+    check_schedule(sched.piecewise_constant_schedule(0.7), lambda t: np.full(np.shape(t), 0.7), [0, 5])
+
+
+@pytest.mark.parametrize(("milestones", "gamma"), [([3, 7, 12], 0.1), ([1, 2], 0.5), ([5], 2.0)])
+def test_piecewise_constant_matches_torch_multistep(milestones, gamma):
+    torch = pytest.importorskip("torch")
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.3)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
+    expected = []
+    for _ in range(20):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    schedule = sched.piecewise_constant_schedule(0.3, {m: gamma for m in milestones})
+    got = jax.jit(jax.vmap(schedule))(jnp.arange(20))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "kwargs"),
+    [
+        ("constant_schedule", (0.3,), {}),
+        ("linear_schedule", (1.0, 0.01, 100), {"transition_begin": 5}),
+        ("linear_schedule", (1.0, 0.01, 0), {}),
+        ("polynomial_schedule", (1.0, 0.01, 2.0, 100), {"transition_begin": 5}),
+        ("exponential_decay", (1.0, 10, 0.5), {"transition_begin": 5, "staircase": True, "end_value": 0.01}),
+        ("exponential_decay", (1.0, 10, 0.5), {}),
+        ("exponential_decay", (1.0, 10, 1.5), {"end_value": 20.0}),
+        ("piecewise_constant_schedule", (1.0, {30: 0.1, 60: 0.5, 10: 3.0}), {}),
+        ("piecewise_constant_schedule", (1.0, None), {}),
+    ],
+)
+def test_matches_optax(name, args, kwargs):
+    optax = pytest.importorskip("optax")
+    steps = jnp.arange(0, 140)
+    got = jax.jit(jax.vmap(getattr(sched, name)(*args, **kwargs)))(steps)
+    want = jax.vmap(getattr(optax, name)(*args, **kwargs))(steps)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        np.uint32(2**32 - 1),
+        np.uint64(2**64 - 1),
+        jnp.uint32(2**32 - 1),
+        jnp.int8(100),
+        jnp.int16(-5),
+        np.int64(-(2**62)),
+        -3,
+        True,
+        jnp.float32(np.inf),
+        2**100,
+    ],
+)
+def test_counts_of_any_integer_type_are_clipped(count):
+    schedule = sched.linear_schedule(1.0, 0.0, 200)
+    value = schedule(count)
+    assert value.dtype == jnp.float32 and value.shape == ()
+    expected = float(np.clip(float(count), 0, 200)) if np.isfinite(float(count)) else 200.0
+    np.testing.assert_allclose(value, 1.0 - expected / 200, atol=1e-7)
+
+
+def test_float_counts_interpolate():
+    schedule = sched.linear_schedule(1.0, 0.0, 10)
+    np.testing.assert_allclose(schedule(2.5), 0.75)
+    np.testing.assert_allclose(jax.jit(schedule)(jnp.float32(7.5)), 0.25)
+
+
+def test_schedules_are_elementwise_over_count_arrays():
+    schedule = sched.piecewise_constant_schedule(1.0, {2: 0.5})
+    np.testing.assert_allclose(schedule(jnp.arange(4).reshape(2, 2)), [[1.0, 1.0], [0.5, 0.5]])
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: sched.constant_schedule(float("nan")), "value"),
+        (lambda: sched.linear_schedule(float("inf"), 0.0, 10), "init_value"),
+        (lambda: sched.linear_schedule(1.0, 0.0, -1), "transition_steps"),
+        (lambda: sched.linear_schedule(1.0, 0.0, 10, transition_begin=-1), "transition_begin"),
+        (lambda: sched.polynomial_schedule(1.0, 0.0, -1.0, 10), "power"),
+        (lambda: sched.polynomial_schedule(1.0, float("nan"), 1.0, 10), "end_value"),
+        (lambda: sched.exponential_decay(1.0, 0, 0.5), "transition_steps"),
+        (lambda: sched.exponential_decay(1.0, 10, 0.0), "decay_rate"),
+        (lambda: sched.exponential_decay(1.0, 10, -0.5), "decay_rate"),
+        (lambda: sched.exponential_decay(1.0, 10, 0.5, transition_begin=-2), "transition_begin"),
+        (lambda: sched.exponential_decay(1.0, 10, 0.5, end_value=float("nan")), "end_value"),
+        (lambda: sched.piecewise_constant_schedule(1.0, {10: -0.1}), "boundaries_and_scales"),
+        (lambda: sched.piecewise_constant_schedule(1.0, {-1: 0.1}), "boundaries_and_scales"),
+    ],
+)
+def test_invalid_arguments_name_the_argument(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_non_integer_steps_are_type_errors():
+    with pytest.raises(TypeError, match="transition_steps"):
+        sched.linear_schedule(1.0, 0.0, 10.5)

@@ -1,0 +1,218 @@
+"""NumPy references for the schedules (float64, written from the formulas) and the shared checker.
+
+No tests here: the ``tests/test_schedules_*.py`` modules import this one. Every reference takes an
+int64 array of step counts (exact up to ``2**63 - 1``) and returns float64 values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+I32_MAX = 2**31 - 1
+I64_MAX = 2**63 - 1
+# Counts every schedule is also checked at: the end of the int32 range, and far beyond it.
+HUGE_32 = [I32_MAX - 1, I32_MAX]
+HUGE_64 = [2**40 + 3, 2**62, I64_MAX]
+
+
+def ref_linear(t, init, end, steps, begin=0):
+    t = np.asarray(t, np.int64)
+    if steps == 0:
+        return np.full(t.shape, float(init))
+    x = np.clip(t - begin, 0, steps) / steps
+    return init + (end - init) * x
+
+
+def ref_polynomial(t, init, end, power, steps, begin=0):
+    t = np.asarray(t, np.int64)
+    if steps == 0:
+        return np.full(t.shape, float(init))
+    x = np.clip(t - begin, 0, steps) / steps
+    return end + (init - end) * (1.0 - x) ** power
+
+
+def ref_exponential(t, init, steps, rate, begin=0, staircase=False, end=None):
+    t = np.asarray(t, np.int64)
+    since = np.maximum(t - begin, 0)
+    k = (since // steps).astype(np.float64) if staircase else since / steps
+    with np.errstate(over="ignore", under="ignore"):
+        value = init * np.power(float(rate), k)
+    if end is not None:
+        value = np.maximum(value, end) if rate < 1 else np.minimum(value, end)
+    return value
+
+
+def ref_piecewise_constant(t, init, boundaries_and_scales):
+    t = np.asarray(t, np.int64)
+    value = np.full(t.shape, float(init))
+    for boundary, scale in boundaries_and_scales.items():
+        value = np.where(t >= boundary, value * scale, value)
+    return value
+
+
+def _half_cosine(x):
+    return 0.5 * (1.0 + np.cos(np.pi * x))
+
+
+def ref_cosine_decay(t, init, steps, alpha=0.0, exponent=1.0):
+    t = np.asarray(t, np.int64)
+    c = _half_cosine(np.minimum(t, steps) / steps) ** exponent
+    return alpha * init + (1 - alpha) * init * c
+
+
+def ref_warmup_cosine(t, init, peak, warmup, decay_steps, end=0.0, exponent=1.0):
+    t = np.asarray(t, np.int64)
+    ramp = init + (peak - init) * np.minimum(t, max(warmup, 1)) / max(warmup, 1)
+    length = decay_steps - warmup
+    c = _half_cosine(np.clip(t - warmup, 0, length) / length) ** exponent
+    return np.where(t < warmup, ramp, end + (peak - end) * c)
+
+
+def ref_join(t, references: Sequence[Callable], boundaries: Sequence[int]):
+    t = np.asarray(t, np.int64)
+    value = references[0](t)
+    for boundary, reference in zip(boundaries, references[1:], strict=True):
+        value = np.where(t >= boundary, reference(np.maximum(t - boundary, 0)), value)
+    return value
+
+
+def ref_sgdr(t, cycles):
+    boundaries = list(np.cumsum([c["decay_steps"] for c in cycles])[:-1])
+    references = [lambda s, c=c: ref_warmup_cosine(s, **_warmup_cosine_args(c)) for c in cycles]
+    return ref_join(t, references, boundaries)
+
+
+def _warmup_cosine_args(kwargs):
+    args = dict(kwargs)
+    return {
+        "init": args.pop("init_value"),
+        "peak": args.pop("peak_value"),
+        "warmup": args.pop("warmup_steps"),
+        "decay_steps": args.pop("decay_steps"),
+        "end": args.pop("end_value", 0.0),
+        "exponent": args.pop("exponent", 1.0),
+    }
+
+
+def ref_warm_restarts(t, init, first_period, period_mult=1, end=0.0):
+    """Loshchilov & Hutter's SGDR with period T_i = T_0 * m**i, found by walking the periods."""
+
+    def one(step: int) -> float:
+        start, period = (step - step % first_period, first_period) if period_mult == 1 else (0, first_period)
+        while step >= start + period:
+            start, period = start + period, period * period_mult
+        return end + (init - end) * _half_cosine((step - start) / period)
+
+    return np.array([one(int(step)) for step in np.asarray(t, np.int64).ravel()])
+
+
+def ref_piecewise_interpolate(t, knots, values, kind):
+    """Anneals values[i] -> values[i + 1] over [knots[i], knots[i + 1]]; values[-1] after."""
+    t = np.asarray(t, np.int64)
+    value = np.full(t.shape, float(values[0]))
+    for i in range(len(knots) - 1):
+        a, b, va, vb = knots[i], knots[i + 1], values[i], values[i + 1]
+        x = np.ones(t.shape) if b == a else np.clip(t - a, 0, b - a) / (b - a)
+        weight = _half_cosine(x) if kind == "cos" else 1.0 - x
+        value = np.where(t >= a, vb + (va - vb) * weight, value)
+    return value
+
+
+def ref_cosine_onecycle(t, steps, peak, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+    start = peak / div_factor
+    knots = [0, int(pct_start * steps), steps]
+    return ref_piecewise_interpolate(t, knots, [start, peak, start / final_div_factor], "cos")
+
+
+def ref_linear_onecycle(t, steps, peak, pct_start=0.3, pct_final=0.85, div_factor=25.0, final_div_factor=1e4):
+    start = peak / div_factor
+    knots = [0, int(pct_start * steps), int(pct_final * steps), steps]
+    return ref_piecewise_interpolate(t, knots, [start, peak, start, start / final_div_factor], "linear")
+
+
+def ref_one_cycle(
+    t,
+    total_steps,
+    max_lr,
+    pct_start=0.3,
+    div_factor=25.0,
+    final_div_factor=1e4,
+    three_phase=False,
+    anneal="cos",
+    base_momentum=0.85,
+    max_momentum=0.95,
+):
+    """PyTorch's documented OneCycleLR phases; returns (lr, momentum), held after total_steps - 1."""
+    initial = max_lr / div_factor
+    final = initial / final_div_factor
+    if three_phase:
+        phases = [
+            (pct_start * total_steps - 1, initial, max_lr, max_momentum, base_momentum),
+            (2 * pct_start * total_steps - 2, max_lr, initial, base_momentum, max_momentum),
+            (total_steps - 1, initial, final, max_momentum, max_momentum),
+        ]
+    else:
+        phases = [
+            (pct_start * total_steps - 1, initial, max_lr, max_momentum, base_momentum),
+            (total_steps - 1, max_lr, final, base_momentum, max_momentum),
+        ]
+
+    def annealed(a, b, x):
+        if anneal == "cos":
+            return b + (a - b) / 2 * (math.cos(math.pi * x) + 1)
+        return a + (b - a) * x
+
+    lrs, momenta = [], []
+    for step in np.asarray(t, np.int64).ravel():
+        step = min(int(step), total_steps - 1)
+        begin = 0.0
+        for index, (end, lr_a, lr_b, m_a, m_b) in enumerate(phases):
+            if step <= end or index == len(phases) - 1:
+                x = (step - begin) / (end - begin)
+                lrs.append(annealed(lr_a, lr_b, x))
+                momenta.append(annealed(m_a, m_b, x))
+                break
+            begin = end
+    return np.array(lrs), np.array(momenta)
+
+
+def _assert_close(got, want, label, rtol, atol):
+    got = np.asarray(got)
+    assert got.dtype == np.float32, f"{label}: dtype {got.dtype}, expected float32"
+    assert np.all(np.isfinite(got)), f"{label}: non-finite values {got}"
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=label)
+
+
+def check_schedule(schedule, reference, steps, *, rtol=2e-6, atol=1e-9):
+    """Compares ``schedule`` with ``reference`` at ``steps`` plus huge counts, every way it is fed.
+
+    * jitted ``vmap`` over int32 counts (one compilation), and the same eagerly;
+    * a Python int and a NumPy int64 scalar eagerly (host saturation of ``2**62``);
+    * a NumPy int64 array, eagerly and elementwise, including counts beyond int32 (they saturate
+      at ``2**31 - 1`` when x64 is off, so the reference is taken there);
+    * jitted ``vmap`` over true int64 counts under ``jax.enable_x64`` (exact, no saturation).
+    """
+    steps32 = sorted(set(int(s) for s in steps) | set(HUGE_32))
+    want32 = reference(np.asarray(steps32, np.int64))
+    batched = jax.vmap(schedule)
+    _assert_close(jax.jit(batched)(np.asarray(steps32, np.int32)), want32, "jit int32", rtol, atol)
+    _assert_close(batched(jnp.asarray(steps32, jnp.int32)), want32, "eager int32", rtol, atol)
+
+    steps64 = np.asarray(steps32 + HUGE_64, np.int64)
+    saturated = np.minimum(steps64, I32_MAX)
+    want_saturated = reference(saturated)
+    _assert_close(schedule(steps64), want_saturated, "numpy int64 array", rtol, atol)
+    for index in (0, len(steps32) // 2, len(steps64) - 2):
+        step = int(steps64[index])
+        _assert_close(schedule(step), want_saturated[index], f"python int {step}", rtol, atol)
+        _assert_close(schedule(np.int64(step)), want_saturated[index], f"np.int64 {step}", rtol, atol)
+
+    with jax.enable_x64(True):
+        got64 = jax.jit(jax.vmap(schedule))(steps64)
+        assert got64.dtype == np.float32
+    _assert_close(got64, reference(steps64), "jit int64 (x64)", rtol, atol)
