@@ -43,7 +43,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pytrees  # noqa: E402
 
 from optcompose import optimizers as oc  # noqa: E402
-from optcompose.base import apply_updates  # noqa: E402
+from optcompose.base import apply_updates, chain  # noqa: E402
+from optcompose.transforms.adaptive import scale_by_adam  # noqa: E402
+from optcompose.transforms.decay import add_decayed_weights  # noqa: E402
+from optcompose.transforms.momentum import trace  # noqa: E402
+from optcompose.transforms.scaling import scale_by_learning_rate  # noqa: E402
+from optcompose.transforms.trust_ratio import scale_by_trust_ratio  # noqa: E402
 
 HYPER = {"learning_rate": 1e-3, "weight_decay": 1e-2, "momentum": 0.9}
 BYTES_PER_PARAM = {"adamw": 28, "sgd": 20, "lamb": 28}
@@ -66,11 +71,26 @@ def _leaf_arrays(shapes: Any, seed: int, scale: float) -> list[np.ndarray]:
 def optcompose_tx(name: str, moment_dtype: Any = None):
     h = HYPER
     if name == "adamw":
-        return oc.adamw(h["learning_rate"], weight_decay=h["weight_decay"], mu_dtype=moment_dtype, nu_dtype=moment_dtype)
+        lr, wd = h["learning_rate"], h["weight_decay"]
+        return oc.adamw(lr, weight_decay=wd, mu_dtype=moment_dtype, nu_dtype=moment_dtype)
     if name == "sgd":
         return oc.sgd(h["learning_rate"], momentum=h["momentum"], accumulator_dtype=moment_dtype)
     if name == "lamb":
         return oc.lamb(h["learning_rate"], weight_decay=h["weight_decay"])
+    raise ValueError(name)
+
+
+def optcompose_chain_tx(name: str):
+    """The same optimizer as the unfused chain of transforms (what ``optcompose.fused`` replaces)."""
+    h = HYPER
+    lr, wd = h["learning_rate"], h["weight_decay"]
+    if name == "adamw":
+        return chain(scale_by_adam(), add_decayed_weights(wd), scale_by_learning_rate(lr))
+    if name == "sgd":
+        return chain(trace(h["momentum"]), scale_by_learning_rate(lr))
+    if name == "lamb":
+        adam = scale_by_adam(eps=1e-6)
+        return chain(adam, add_decayed_weights(wd), scale_by_trust_ratio(), scale_by_learning_rate(lr))
     raise ValueError(name)
 
 
@@ -141,7 +161,7 @@ class TorchRunner:
         self.torch = torch
         self.device = device
         self.params = [torch.nn.Parameter(torch.from_numpy(p.copy()).to(device)) for p in params]
-        for p, g in zip(self.params, grads):
+        for p, g in zip(self.params, grads, strict=True):
             p.grad = g
         self.optimizer = torch_optimizer(optimizer_name, self.params, impl)
         self.step()  # warm-up, creates the state
@@ -216,6 +236,9 @@ def run_case(case: str, shapes: Any, optimizer: str, args) -> dict:
     runners = []
     if "optcompose" in args.libraries:
         runners.append(JaxRunner("optcompose", optcompose_tx(optimizer), apply_updates, params, grads, treedef))
+        if args.chain:
+            runners.append(JaxRunner("optcompose chain", optcompose_chain_tx(optimizer), apply_updates, params, grads,
+                                     treedef))
         if args.bf16_moments and optimizer in ("adamw", "sgd"):
             tx = optcompose_tx(optimizer, moment_dtype=jnp.bfloat16)
             runners.append(JaxRunner("optcompose bf16 state", tx, apply_updates, params, grads, treedef))
@@ -241,7 +264,8 @@ def run_case(case: str, shapes: Any, optimizer: str, args) -> dict:
                 runner.step()
                 times[runner.label].append(time.perf_counter() - start)
 
-    limit = BYTES_PER_PARAM[optimizer] * n_params / max(bandwidth, torch_bandwidth if torch_bandwidth == torch_bandwidth else 0)
+    best_bandwidth = max(bandwidth, 0.0 if math.isnan(torch_bandwidth) else torch_bandwidth)
+    limit = BYTES_PER_PARAM[optimizer] * n_params / best_bandwidth
     result = {
         "case": case,
         "optimizer": optimizer,
@@ -312,6 +336,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per library per round")
     parser.add_argument("--no-bf16-moments", dest="bf16_moments", action="store_false",
                         help="skip the optcompose run with bfloat16 moments")
+    parser.add_argument("--chain", action="store_true",
+                        help="also time the unfused chain of transforms that optcompose's optimizer fuses")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     args.libraries = args.libraries.split(",")

@@ -11,9 +11,12 @@ The seed's SWA recipe (Izmailov et al. 2018), PyTorch's ``AveragedModel`` / ``SW
    (``update_bn``), since the running statistics gathered during training belong to other weights.
 
 The plot compares test accuracy and test loss of the last iterate and of the average, epoch by
-epoch, and shows the learning rate.
+epoch, and shows the learning rate. Expect no miracle on a dataset this small: the last iterate
+already sits in a wide, flat minimum, and the average matches it (measured: 98.67 % for both, test
+loss 0.0306 for the average against 0.0309). The seed's 0.5-1.5 % gains are for larger vision
+models; what this example shows is the mechanics, each piece checked against PyTorch in the tests.
 
-    python examples/swa.py                         # about 45 s
+    python examples/swa.py                         # under a minute on a laptop CPU
 """
 
 from __future__ import annotations

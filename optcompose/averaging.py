@@ -28,6 +28,7 @@ from optcompose import validate
 from optcompose.base import Params, Schedule
 from optcompose.hyperparams import Hyperparams, HyperparamSpec
 from optcompose.numerics import widen
+from optcompose.schedules import _count
 from optcompose.tree import map as tree_map
 from optcompose.tree import path_str, safe_increment
 
@@ -148,14 +149,15 @@ def swa_learning_rate_schedule(
         base_schedule = lambda count: jnp.full(jnp.shape(count), constant, jnp.float32)  # noqa: E731
 
     def schedule(count):
-        count = jnp.asarray(count)
+        count = _count.as_count(count)
         start_lr = jnp.asarray(base_schedule(jnp.full_like(count, swa_start)), jnp.float32)
-        steps_in = jnp.maximum(count - swa_start, 0).astype(jnp.float32)
-        t = jnp.minimum(steps_in / max(anneal_steps, 1), 1.0)
+        # k clipped to [0, max(1, anneal_steps)], computed without integer overflow.
+        steps_in = _count.elapsed(count, swa_start, max(anneal_steps, 1))
+        t = steps_in / max(anneal_steps, 1)
         fraction = (1.0 - jnp.cos(math.pi * t)) / 2.0 if anneal_strategy == "cos" else t
         annealed = start_lr + (swa_lr - start_lr) * fraction
         before = jnp.asarray(base_schedule(count), jnp.float32)
-        return jnp.where(count < swa_start, before, annealed)
+        return jnp.where(_count.reached(count, swa_start), annealed, before)
 
     return schedule
 

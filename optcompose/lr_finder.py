@@ -128,10 +128,13 @@ def lr_find(
     ``loss_fn(params, batch) -> scalar loss``; ``optimizer`` must keep a constant ``hyperparam``
     (build it as ``adamw(1e-3)``, not with a schedule: the sweep overwrites the value every
     step). ``batches`` is an iterable of batches (restarted when it runs out, as the seed's loop
-    restarts its loader) or a function ``step -> batch``.
+    restarts its loader) or a function ``step -> batch``. For a model with BatchNorm, let
+    ``loss_fn`` close over the statistics and run in training mode, dropping the updated ones.
 
-    Step ``i = 0 .. num_steps - 1`` uses ``lr_i = lr_start * (lr_end / lr_start) ** (i /
-    (num_steps - 1))``, so the sweep covers both ends exactly. The loss is smoothed with a
+    Step ``i = 0 .. num_steps - 1`` records the loss at the current parameters, then steps with
+    ``lr_i = lr_start * (lr_end / lr_start) ** (i / (num_steps - 1))``: the sweep covers both ends
+    exactly (the seed's loop multiplies by ``(lr_end / lr_start) ** (1 / num_steps)`` and stops one
+    factor short of ``lr_end``). The loss is smoothed with a
     debiased exponential moving average (Adam's bias correction)::
 
         m_i = smoothing * m_{i-1} + (1 - smoothing) * loss_i,   s_i = m_i / (1 - smoothing**(i + 1))

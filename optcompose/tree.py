@@ -178,41 +178,40 @@ def global_norm(tree: Any) -> jax.Array:
     ~1e-19), the norm is recomputed as ``m * sqrt(sum (x / m)^2)`` with ``m`` the largest
     magnitude, so it stays finite and accurate; ``lax.cond`` runs that second pass only then.
     """
-    squared = squared_norm(tree)
     leaves_ = [jnp.asarray(leaf) for leaf in jax.tree.leaves(tree)]
-    if not leaves_:
-        return jnp.sqrt(squared)
+    return _norm_with_fallback(leaves_, squared_norm(leaves_))
 
-    def rescaled():
-        largest = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0).astype(squared.dtype) for leaf in leaves_]))
-        return _rescaled_norm(leaves_, largest)
 
-    plain_ok = jnp.isfinite(squared) & ((squared > _SQUARE_UNDERFLOW) | (squared == 0))
-    return jax.lax.cond(plain_ok, lambda: jnp.sqrt(squared), rescaled)
+def l2_norm(x: jax.Array) -> jax.Array:
+    """The l2 norm of one array, in float32 (or wider), finite for any finite entries.
+
+    ``sqrt(sum x^2)``, the same bits as the plain formula whenever that neither overflows nor
+    underflows; otherwise (entries of 1e30 or 1e-30) ``m * sqrt(sum (x / m)^2)``, ``m = max |x|``.
+    """
+    x = jnp.asarray(x)
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    return _norm_with_fallback([x], jnp.sum(jnp.square(x)))
 
 
 _SQUARE_UNDERFLOW = 1e-30
 
 
-def _rescaled_norm(leaves_: Sequence[jax.Array], largest: jax.Array) -> jax.Array:
-    """``largest * sqrt(sum (x / largest)^2)``: no overflow or underflow; inf if ``largest`` is."""
-    usable = jnp.isfinite(largest) & (largest > 0)
-    divisor = jnp.where(usable, largest, 1.0)
-    total = jnp.zeros((), largest.dtype)
-    for leaf in leaves_:
-        total = total + jnp.sum(jnp.square(leaf.astype(largest.dtype) / divisor))
-    return jnp.where(usable, largest * jnp.sqrt(total), largest)
+def _norm_with_fallback(leaves_: Sequence[jax.Array], squared: jax.Array) -> jax.Array:
+    """``sqrt(squared)``, or the rescaled norm when ``squared`` overflowed or (nearly) underflowed."""
+    if not leaves_:
+        return jnp.sqrt(squared)
 
+    def rescaled():
+        largest = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0).astype(squared.dtype) for leaf in leaves_]))
+        usable = jnp.isfinite(largest) & (largest > 0)
+        divisor = jnp.where(usable, largest, 1.0)
+        total = jnp.zeros((), squared.dtype)
+        for leaf in leaves_:
+            total = total + jnp.sum(jnp.square(leaf.astype(squared.dtype) / divisor))
+        return jnp.where(usable, largest * jnp.sqrt(total), largest)
 
-def l2_norm(x: jax.Array) -> jax.Array:
-    """The l2 norm of one array in float32 (or wider), finite for any finite entries.
-
-    Computed as ``m * sqrt(sum (x / m)^2)`` with ``m = max |x|``, so entries of 1e30 or 1e-30 do
-    not overflow or underflow the squares.
-    """
-    x = jnp.asarray(x)
-    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    return _rescaled_norm([x], jnp.max(jnp.abs(x), initial=0))
+    plain_ok = jnp.isfinite(squared) & (squared > _SQUARE_UNDERFLOW)
+    return jax.lax.cond(plain_ok, lambda: jnp.sqrt(squared), rescaled)
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-"""NumPy reference implementations, written from the papers, and the shared trajectory harness.
+"""NumPy reference implementations of every transform and optimizer, written from the papers.
 
 The references work on a flat ``{path: ndarray}`` view of the parameters (``path`` as
 ``jax.tree_util.keystr`` writes it). Every formula is evaluated in float64; results and states are
@@ -6,9 +6,8 @@ then stored in each leaf's own dtype, which is what the library promises (comput
 the parameter's dtype), so bfloat16/float16 leaves round at the same places. Numeric
 hyperparameters are rounded to float32 first, because the library keeps them as float32 data.
 
-Nothing here calls optcompose: the references are independent of the code under test. The harness
-at the bottom runs an optcompose transform (jitted ``lax.scan``, eager loop, or ``pmap``) on the
-same pytree and the same gradient sequence, so the two trajectories can be compared step by step.
+Nothing here imports optcompose: the references are independent of the code under test.
+trajectory.py runs both sides on the same problem and compares them step by step.
 """
 
 from __future__ import annotations
@@ -16,19 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from flax.core import FrozenDict
 
 Leaves = dict[str, np.ndarray]
 Rule = Callable[[str, np.ndarray], Any]
 """A function of (path, leaf): a mask rule returns a bool, a label rule returns a label."""
-
-STEPS = 20
-GRAD_PARAM_COUPLING = 0.125
-"""Gradients are ``noise_t + 0.125 * w``: a power of two, so the product is exact in any dtype."""
 
 
 def hp(value: float) -> float:
@@ -182,10 +173,9 @@ def _adam_direction(g, m, v, t, b1, b2, eps, eps_root, nesterov):
     """Kingma & Ba 2014, Algorithm 1 (and Dozat 2016's Nadam): returns (m_t, v_t, direction)."""
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * np.square(g)
-    if nesterov:
+    m_hat = m / (1 - b1**t)
+    if nesterov:  # Dozat: look one step ahead with the next step's correction
         m_hat = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
-    else:
-        m_hat = m / (1 - b1**t)
     v_hat = v / (1 - b2**t)
     return m, v, m_hat / (np.sqrt(v_hat + eps_root) + eps)
 
@@ -201,7 +191,9 @@ def ref_scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, nesterov=False) 
             new_mu[k], new_nu[k], out[k] = _store(m, mu[k]), _store(v, nu[k]), _store(direction, gk)
         return out, (t, new_mu, new_nu)
 
-    return RefTransform(lambda w: (0, {k: np.zeros_like(x) for k, x in w.items()}, {k: np.zeros_like(x) for k, x in w.items()}), update)
+    return RefTransform(
+        lambda w: (0, {k: np.zeros_like(x) for k, x in w.items()}, {k: np.zeros_like(x) for k, x in w.items()}), update
+    )
 
 
 def ref_add_decayed_weights(weight_decay: float, mask: Rule | None = None) -> RefTransform:
@@ -241,7 +233,9 @@ def ref_scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0, mask:
 
 def ref_clip(max_delta: float) -> RefTransform:
     bound = hp(max_delta)
-    return RefTransform(lambda w: None, lambda g, st, w: ({k: _store(np.clip(_f64(v), -bound, bound), v) for k, v in g.items()}, st))
+    return RefTransform(
+        lambda w: None, lambda g, st, w: ({k: _store(np.clip(_f64(v), -bound, bound), v) for k, v in g.items()}, st)
+    )
 
 
 def ref_clip_by_global_norm(max_norm: float) -> RefTransform:
@@ -265,7 +259,9 @@ def ref_set_to_zero() -> RefTransform:
 
 
 def ref_stateless(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> RefTransform:
-    return RefTransform(lambda w: None, lambda g, st, w: ({k: _store(fn(_f64(v), _f64(w[k])), v) for k, v in g.items()}, st))
+    return RefTransform(
+        lambda w: None, lambda g, st, w: ({k: _store(fn(_f64(v), _f64(w[k])), v) for k, v in g.items()}, st)
+    )
 
 
 def ref_chain(*transforms: RefTransform) -> RefTransform:
@@ -326,12 +322,14 @@ def _per_leaf(init_leaf: Callable[[np.ndarray], Any], step_leaf: Callable[..., t
     return RefTransform(lambda w: (0, {k: init_leaf(x) for k, x in w.items()}), update)
 
 
-def ref_sgd(learning_rate: float, momentum: float | None = None, nesterov: bool = False) -> RefTransform:
-    """Robbins & Monro; Polyak momentum v = m v + g, w -= lr v; Nesterov w -= lr (g + m v)."""
-    lr = hp(learning_rate)
+def ref_sgd(
+    learning_rate: float | Callable[[int], float], momentum: float | None = None, nesterov: bool = False
+) -> RefTransform:
+    """Robbins & Monro; Polyak momentum v = m v + g, w -= lr_t v; Nesterov w -= lr_t (g + m v)."""
     m = None if momentum is None else hp(momentum)
 
     def step(g, w, v, t, key, raw):
+        lr = _value(learning_rate, t - 1)
         if m is None:
             return -lr * g, v
         v = m * _f64(v) + g
@@ -391,12 +389,21 @@ def ref_adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_dec
     return _per_leaf(lambda x: (np.zeros_like(x), np.zeros_like(x)), step)
 
 
-def ref_lars(learning_rate, weight_decay=0.0, weight_decay_mask: Rule | None = None, trust_coefficient=0.001,
-             eps=0.0, trust_ratio_mask: Rule | None = None, momentum=0.9, nesterov=False) -> RefTransform:
+def ref_lars(
+    learning_rate,
+    weight_decay=0.0,
+    weight_decay_mask: Rule | None = None,
+    trust_coefficient=0.001,
+    eps=0.0,
+    trust_ratio_mask: Rule | None = None,
+    momentum=0.9,
+    nesterov=False,
+) -> RefTransform:
     """You, Gitman & Ginsburg 2017, Algorithm 1: local lr = eta ||w|| / ||g + beta w||, v = m v + lr local_lr d."""
-    lr, wd, coefficient, eps, m = hp(learning_rate), hp(weight_decay), hp(trust_coefficient), hp(eps), hp(momentum)
+    wd, coefficient, eps, m = hp(weight_decay), hp(trust_coefficient), hp(eps), hp(momentum)
 
     def step(g, w, v, t, key, raw):
+        lr = _value(learning_rate, t - 1)  # the rate sits inside the momentum buffer
         d = g + wd * w if weight_decay_mask is None or weight_decay_mask(key, raw) else g
         if trust_ratio_mask is None or trust_ratio_mask(key, raw):
             d = _trust_ratio(w, d, 0.0, coefficient, eps) * d
@@ -417,224 +424,3 @@ def ref_lamb(learning_rate, b1=0.9, b2=0.999, eps=1e-6, eps_root=0.0, weight_dec
         return -lr * _trust_ratio(w, r, 0.0, 1.0, 0.0) * r, (_store(m, raw), _store(v, raw))
 
     return _per_leaf(lambda x: (np.zeros_like(x), np.zeros_like(x)), step)
-
-
-# ----------------------------------------------------------------------------------------------
-# The shared test problem: a nested pytree, a gradient sequence, and the reference trajectory.
-
-
-def make_params(low_precision: bool = False) -> dict[str, Any]:
-    """Scalar, vector, matrix and 3-D leaves in a dict, a FrozenDict and an nnx.State, plus a None.
-
-    ``low_precision`` stores the kernel in bfloat16 and the conv weight in float16. The bias starts
-    at zero, which exercises the zero-norm branch of the trust ratio on the first step.
-    """
-    rng = np.random.default_rng(0)
-    kernel_dtype = jnp.bfloat16 if low_precision else jnp.float32
-    conv_dtype = jnp.float16 if low_precision else jnp.float32
-    return {
-        "dense": {
-            "kernel": jnp.asarray(rng.uniform(-1, 1, (3, 4)), kernel_dtype),
-            "bias": jnp.zeros((4,), jnp.float32),
-        },
-        "scale": jnp.asarray(0.7, jnp.float32),
-        "conv": FrozenDict({"w": jnp.asarray(rng.uniform(-1, 1, (2, 3, 2)), conv_dtype)}),
-        "norm": nnx.State({"gamma": jnp.asarray(rng.uniform(0.5, 1.5, (3,)), jnp.float32)}),
-        "buffers": None,
-    }
-
-
-def make_noise(params: Any, steps: int = STEPS, seed: int = 1) -> Any:
-    """A float32 array of shape ``(steps, *leaf.shape)`` per leaf, magnitudes in [0.5, 1.5]."""
-    rng = np.random.default_rng(seed)
-
-    def draw(leaf):
-        shape = (steps, *np.shape(leaf))
-        return jnp.asarray(rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 1.5, shape), jnp.float32)
-
-    return jax.tree.map(draw, params)
-
-
-def is_matrix(path: str, leaf: Any) -> bool:
-    return len(np.shape(leaf)) >= 2
-
-
-def group_of(path: str, leaf: Any) -> str:
-    return "dense" if "dense" in path else "rest"
-
-
-def tree_rule(rule: Rule) -> Callable[[Any], Any]:
-    """The same rule as a function of a parameter pytree (as masks and labels are given)."""
-    return lambda params: jax.tree_util.tree_map_with_path(lambda p, x: rule(jax.tree_util.keystr(p), x), params)
-
-
-def explicit_mask(params: Any) -> Any:
-    """An explicit pytree of Python bools, same containers as params (FrozenDict, nnx.State, None)."""
-    return jax.tree_util.tree_map_with_path(lambda p, x: bool(is_matrix(jax.tree_util.keystr(p), x)), params)
-
-
-def flatten(tree: Any) -> Leaves:
-    """``{keystr(path): ndarray}`` for every (non-None) leaf, dtypes kept."""
-    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def ref_gradient(w: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """noise + 0.125 w in float32, stored in w's dtype (bitwise what the harness computes)."""
-    w = np.asarray(w)
-    return (noise.astype(np.float32) + np.float32(GRAD_PARAM_COUPLING) * w.astype(np.float32)).astype(w.dtype)
-
-
-def reference_trajectory(ref: RefTransform, params: Any, noise: Any) -> list[Leaves]:
-    """The parameters after each step, from the reference: w_{t+1} = w_t + u_t in w's dtype."""
-    w, noise = flatten(params), flatten(noise)
-    steps = next(iter(noise.values())).shape[0]
-    state = ref.init(w)
-    trajectory = []
-    for t in range(steps):
-        g = {k: ref_gradient(w[k], noise[k][t]) for k in w}
-        u, state = ref.update(g, state, w)
-        w = {k: _store(_f64(w[k]) + _f64(u[k]), w[k]) for k in w}
-        trajectory.append(w)
-    return trajectory
-
-
-# ----------------------------------------------------------------------------------------------
-# The optcompose side: one compiled lax.scan per transform (or a plain Python loop, or pmap).
-
-
-def _gradient(w: jax.Array, noise: jax.Array) -> jax.Array:
-    return (noise.astype(jnp.float32) + GRAD_PARAM_COUPLING * w.astype(jnp.float32)).astype(w.dtype)
-
-
-def _step(tx: Any, apply_updates: Callable[[Any, Any], Any]):
-    def step(carry, noise_t):
-        params, state = carry
-        grads = jax.tree.map(_gradient, params, noise_t)
-        updates, state = tx.update(grads, state, params)
-        params = apply_updates(params, updates)
-        return (params, state), params
-
-    return step
-
-
-def _replicate(tree: Any, devices: int) -> Any:
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (devices, *jnp.shape(x))), tree)
-
-
-def run_many(txs: list[Any], problems: list[tuple[Any, Any]], mode: str = "jit", devices: int = 8) -> list[tuple[Any, Any]]:
-    """Runs each transform on its (params, noise); returns [(parameters after each step, final state)].
-
-    ``mode``: ``"jit"`` (all the ``lax.scan`` loops in one jitted program, so one compilation
-    serves every case), ``"eager"`` (a Python loop per transform, nothing jitted by us) or
-    ``"pmap"`` (the same program under ``jax.pmap`` on ``devices`` devices, with replicated
-    params, state and gradients; every output then has a leading replica axis).
-    """
-    from optcompose.base import apply_updates
-
-    steps = [_step(tx, apply_updates) for tx in txs]
-    states = [tx.init(params) for tx, (params, _) in zip(txs, problems, strict=True)]
-    if mode == "eager":
-        results = []
-        for step, state, (params, noise) in zip(steps, states, problems, strict=True):
-            carry, outputs = (params, state), []
-            for t in range(jax.tree.leaves(noise)[0].shape[0]):
-                carry, out = step(carry, jax.tree.map(lambda n, t=t: n[t], noise))
-                outputs.append(out)
-            results.append((jax.tree.map(lambda *xs: jnp.stack(xs), *outputs), carry[1]))
-        return results
-
-    def scans(all_params, all_states, all_noise):
-        results = []
-        for step, params, state, noise in zip(steps, all_params, all_states, all_noise, strict=True):
-            (_, final_state), trajectory = jax.lax.scan(step, (params, state), noise)
-            results.append((trajectory, final_state))
-        return results
-
-    args = ([params for params, _ in problems], states, [noise for _, noise in problems])
-    if mode == "jit":
-        return jax.jit(scans)(*args)
-    if mode == "pmap":
-        return jax.pmap(scans)(*_replicate(args, devices))
-    raise ValueError(f"mode must be 'jit', 'eager' or 'pmap', got {mode!r}")
-
-
-def run_trajectory(tx: Any, params: Any, noise: Any, mode: str = "jit", devices: int = 8) -> tuple[Any, Any]:
-    """``run_many`` for one transform: (parameters after each step, final state)."""
-    return run_many([tx], [(params, noise)], mode, devices)[0]
-
-
-def assert_trajectory_close(trajectory: Any, reference: list[Leaves], rtol: float, atol: float, label: str = "") -> None:
-    """Compares every leaf at every step; the message names the leaf and the first bad step."""
-    got = flatten(trajectory)
-    assert set(got) == set(reference[0]), f"{label}: leaves {sorted(got)} vs {sorted(reference[0])}"
-    for key, values in got.items():
-        want = np.stack([step[key] for step in reference])
-        assert values.dtype == want.dtype, f"{label}{key}: dtype {values.dtype}, expected {want.dtype}"
-        assert values.shape == want.shape, f"{label}{key}: shape {values.shape}, expected {want.shape}"
-        got64, want64 = _f64(values), _f64(want)
-        bad = ~np.isclose(got64, want64, rtol=rtol, atol=atol)
-        if bad.any():
-            first = int(np.argwhere(bad)[0][0])
-            np.testing.assert_allclose(
-                got64[first], want64[first], rtol=rtol, atol=atol, err_msg=f"{label}{key} at step {first + 1}"
-            )
-
-
-class Case(NamedTuple):
-    """One trajectory test: an optcompose transform, its reference, and the pytree's precision."""
-
-    name: str
-    make: Callable[[], Any]
-    reference: Callable[[], RefTransform]
-    low_precision: bool = False
-
-
-F32_TOL = {"rtol": 2e-5, "atol": 2e-6}
-LOW_PRECISION_TOL = {"rtol": 2e-2, "atol": 2e-2}
-_PROBLEMS: dict[bool, tuple[Any, Any]] = {}
-_REFERENCES: dict[str, list[Leaves]] = {}
-
-
-def problem(low_precision: bool) -> tuple[Any, Any]:
-    """The shared (params, noise) pair, built once per precision."""
-    if low_precision not in _PROBLEMS:
-        params = make_params(low_precision)
-        _PROBLEMS[low_precision] = (params, make_noise(params))
-    return _PROBLEMS[low_precision]
-
-
-_RUNS: dict[tuple[tuple[str, ...], str], dict[str, tuple[Any, Any]]] = {}
-
-
-def run_cases(cases: list[Case], mode: str) -> dict[str, tuple[Any, Any]]:
-    """``run_many`` over a table of cases, once per (table, mode) per session."""
-    key = (tuple(case.name for case in cases), mode)
-    if key not in _RUNS:
-        results = run_many([case.make() for case in cases], [problem(case.low_precision) for case in cases], mode)
-        _RUNS[key] = {case.name: result for case, result in zip(cases, results, strict=True)}
-    return _RUNS[key]
-
-
-def check_case(case: Case, mode: str, table: list[Case] | None = None) -> None:
-    """Compares ``case`` run in ``mode`` with its reference at every step (every replica under pmap).
-
-    ``table`` is the list of cases compiled together with ``case`` (one program for all of them).
-    """
-    params, noise = problem(case.low_precision)
-    trajectory, state = run_cases(table or [case], mode)[case.name]
-    if case.name not in _REFERENCES:
-        _REFERENCES[case.name] = reference_trajectory(case.reference(), params, noise)
-    expected = _REFERENCES[case.name]
-    tol = LOW_PRECISION_TOL if case.low_precision else F32_TOL
-    if mode == "pmap":
-        replicas = jax.tree.leaves(trajectory)[0].shape[0]
-        for replica in range(replicas):
-            one = jax.tree.map(lambda x, replica=replica: x[replica], trajectory)
-            assert_trajectory_close(one, expected, **tol, label=f"{case.name} replica {replica} ")
-        trajectory = jax.tree.map(lambda x: x[0], trajectory)
-    else:
-        assert_trajectory_close(trajectory, expected, **tol, label=f"{case.name} ")
-    # The trajectory keeps the parameters' containers, including the None leaf.
-    assert jax.tree.structure(jax.tree.map(lambda x: x[0], trajectory)) == jax.tree.structure(params)
-    for leaf in jax.tree.leaves(state):
-        assert np.all(np.isfinite(np.asarray(leaf, np.float64))), f"{case.name}: non-finite state"

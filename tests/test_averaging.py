@@ -180,6 +180,7 @@ def test_swa_schedule_with_constant_base_and_errors():
     schedule = swa_learning_rate_schedule(0.1, swa_start=2, swa_lr=0.01, anneal_steps=2, anneal_strategy="linear")
     values = [float(schedule(c)) for c in range(6)]
     np.testing.assert_allclose(values, [0.1, 0.1, 0.1, 0.055, 0.01, 0.01], rtol=1e-6)
+    assert float(schedule(2**40)) == pytest.approx(0.01)  # huge counts saturate, no overflow
     with pytest.raises(ValueError, match="anneal_strategy"):
         swa_learning_rate_schedule(0.1, 2, 0.01, anneal_strategy="step")
     with pytest.raises(ValueError, match="swa_lr"):

@@ -113,7 +113,9 @@ STATEFUL = {
 }
 NEED_PARAMS = {
     "add_decayed_weights": lambda: add_decayed_weights(1e-4),
-    "add_decayed_weights_masked": lambda: add_decayed_weights(1e-4, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+    "add_decayed_weights_masked": lambda: add_decayed_weights(
+        1e-4, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
+    ),
     "scale_by_trust_ratio": lambda: scale_by_trust_ratio(),
     "adamw": lambda: adamw(0.1),
     "adamw_masked": lambda: adamw(0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),

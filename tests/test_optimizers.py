@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference as ref
+import trajectory as tr
 
 from optcompose.base import chain
 from optcompose.hyperparams import get_hyperparams
@@ -25,73 +26,87 @@ def not_scalar(path, leaf):
     return np.ndim(leaf) >= 1
 
 
+def lr_schedule(count):
+    return 0.1 * 0.85**count
+
+
 ADAM = {"b1": 0.9, "b2": 0.99, "eps": 1e-3}
 WD = 0.2
 
 CASES = [
-    ref.Case("sgd", lambda: sgd(0.1), lambda: ref.ref_sgd(0.1)),
-    ref.Case("sgd_momentum", lambda: sgd(0.05, momentum=0.9), lambda: ref.ref_sgd(0.05, 0.9)),
-    ref.Case("sgd_nesterov", lambda: sgd(0.05, momentum=0.9, nesterov=True), lambda: ref.ref_sgd(0.05, 0.9, True)),
-    ref.Case("sgd_momentum_low_precision", lambda: sgd(0.05, momentum=0.9), lambda: ref.ref_sgd(0.05, 0.9), True),
-    ref.Case("adagrad", lambda: adagrad(0.2), lambda: ref.ref_adagrad(0.2)),
-    ref.Case(
+    tr.Case("sgd", lambda: sgd(0.1), lambda: ref.ref_sgd(0.1)),
+    tr.Case("sgd_momentum", lambda: sgd(0.05, momentum=0.9), lambda: ref.ref_sgd(0.05, 0.9)),
+    tr.Case("sgd_nesterov", lambda: sgd(0.05, momentum=0.9, nesterov=True), lambda: ref.ref_sgd(0.05, 0.9, True)),
+    tr.Case(
+        "sgd_momentum_schedule",
+        lambda: sgd(lr_schedule, momentum=0.9),
+        lambda: ref.ref_sgd(lr_schedule, 0.9),
+    ),
+    tr.Case("sgd_momentum_low_precision", lambda: sgd(0.05, momentum=0.9), lambda: ref.ref_sgd(0.05, 0.9), True),
+    tr.Case("adagrad", lambda: adagrad(0.2), lambda: ref.ref_adagrad(0.2)),
+    tr.Case(
         "adagrad_torch_form",
         lambda: adagrad(0.2, initial_accumulator_value=0.0, eps=1e-10, eps_in_sqrt=False),
         lambda: ref.ref_adagrad(0.2, 0.0, 1e-10, eps_in_sqrt=False),
     ),
-    ref.Case("rmsprop", lambda: rmsprop(0.02, decay=0.9, eps=0.01), lambda: ref.ref_rmsprop(0.02, 0.9, 0.01)),
-    ref.Case(
+    tr.Case("rmsprop", lambda: rmsprop(0.02, decay=0.9, eps=0.01), lambda: ref.ref_rmsprop(0.02, 0.9, 0.01)),
+    tr.Case(
         "rmsprop_centered_momentum",
         lambda: rmsprop(0.02, decay=0.9, eps=0.1, eps_in_sqrt=False, centered=True, momentum=0.8),
         lambda: ref.ref_rmsprop(0.02, 0.9, 0.1, eps_in_sqrt=False, centered=True, momentum=0.8),
     ),
-    ref.Case("adam", lambda: adam(0.05, **ADAM), lambda: ref.ref_adam(0.05, **ADAM)),
-    ref.Case("adam_low_precision", lambda: adam(0.05, **ADAM), lambda: ref.ref_adam(0.05, **ADAM), True),
-    ref.Case(
+    tr.Case("adam", lambda: adam(0.05, **ADAM), lambda: ref.ref_adam(0.05, **ADAM)),
+    tr.Case("adam_low_precision", lambda: adam(0.05, **ADAM), lambda: ref.ref_adam(0.05, **ADAM), True),
+    tr.Case(
         "adam_l2",
         lambda: chain(add_decayed_weights(WD), adam(0.05, **ADAM)),
         lambda: ref.ref_adam(0.05, **ADAM, weight_decay=WD, decoupled=False),
     ),
-    ref.Case(
+    tr.Case(
         "adamw",
         lambda: adamw(0.05, **ADAM, weight_decay=WD),
         lambda: ref.ref_adam(0.05, **ADAM, weight_decay=WD, decoupled=True),
     ),
-    ref.Case(
+    tr.Case(
         "adamw_mask",
-        lambda: adamw(0.05, **ADAM, weight_decay=WD, mask=ref.tree_rule(ref.is_matrix)),
-        lambda: ref.ref_adam(0.05, **ADAM, weight_decay=WD, mask=ref.is_matrix),
+        lambda: adamw(0.05, **ADAM, weight_decay=WD, mask=tr.tree_rule(tr.is_matrix)),
+        lambda: ref.ref_adam(0.05, **ADAM, weight_decay=WD, mask=tr.is_matrix),
     ),
-    ref.Case(
+    tr.Case(
         "adamw_mask_tree_low_precision",
-        lambda: adamw(0.05, **ADAM, weight_decay=WD, mask=ref.explicit_mask(ref.make_params(True))),
-        lambda: ref.ref_adam(0.05, **ADAM, weight_decay=WD, mask=ref.is_matrix),
+        lambda: adamw(0.05, **ADAM, weight_decay=WD, mask=tr.explicit_mask(tr.make_params(True))),
+        lambda: ref.ref_adam(0.05, **ADAM, weight_decay=WD, mask=tr.is_matrix),
         True,
     ),
-    ref.Case(
+    tr.Case(
         "lars_masks",
         lambda: lars(
             1.0,
             weight_decay=WD,
-            weight_decay_mask=ref.tree_rule(ref.is_matrix),
+            weight_decay_mask=tr.tree_rule(tr.is_matrix),
             trust_coefficient=0.02,
             eps=0.01,
-            trust_ratio_mask=ref.tree_rule(not_scalar),
+            trust_ratio_mask=tr.tree_rule(not_scalar),
             momentum=0.9,
         ),
-        lambda: ref.ref_lars(1.0, WD, ref.is_matrix, 0.02, 0.01, not_scalar, 0.9),
+        lambda: ref.ref_lars(1.0, WD, tr.is_matrix, 0.02, 0.01, not_scalar, 0.9),
     ),
-    ref.Case(
+    tr.Case(
+        "lars_schedule",
+        lambda: lars(lambda count: 10 * lr_schedule(count), weight_decay=WD, trust_coefficient=0.02),
+        lambda: ref.ref_lars(lambda count: 10 * lr_schedule(count), WD, None, 0.02, 0.0, None, 0.9),
+    ),
+    tr.Case(
         "lars_nesterov",
         lambda: lars(1.0, weight_decay=WD, trust_coefficient=0.02, momentum=0.8, nesterov=True),
         lambda: ref.ref_lars(1.0, WD, None, 0.02, 0.0, None, 0.8, nesterov=True),
     ),
-    ref.Case(
+    tr.Case(
         "lamb",
-        lambda: lamb(0.02, 0.9, 0.99, eps=1e-6, weight_decay=WD, mask=ref.tree_rule(ref.is_matrix)),
-        lambda: ref.ref_lamb(0.02, 0.9, 0.99, 1e-6, 0.0, WD, ref.is_matrix),
+        lambda: lamb(0.02, 0.9, 0.99, eps=1e-6, weight_decay=WD, mask=tr.tree_rule(tr.is_matrix)),
+        lambda: ref.ref_lamb(0.02, 0.9, 0.99, 1e-6, 0.0, WD, tr.is_matrix),
     ),
-    ref.Case(
+    tr.Case(
         "lamb_low_precision",
         lambda: lamb(0.02, 0.9, 0.99, eps=1e-6, weight_decay=WD),
         lambda: ref.ref_lamb(0.02, 0.9, 0.99, 1e-6, 0.0, WD),
@@ -103,12 +118,12 @@ CASES_BY_NAME = {case.name: case for case in CASES}
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_optimizer_matches_reference_jit(case):
-    ref.check_case(case, "jit", CASES)
+    tr.check_case(case, "jit", CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_optimizer_matches_reference_eager(case):
-    ref.check_case(case, "eager")
+    tr.check_case(case, "eager")
 
 
 def test_adamw_decoupled_decay_differs_from_adam_l2():
@@ -117,17 +132,17 @@ def test_adamw_decoupled_decay_differs_from_adam_l2():
     Each run matches its own reference (AdamW: decay outside the moments; Adam + L2: decay inside
     them, as torch.optim.Adam(weight_decay=...)), and the two end up clearly apart.
     """
-    runs = ref.run_cases(CASES, "jit")
-    params, noise = ref.problem(False)
+    runs = tr.run_cases(CASES, "jit")
+    params, noise = tr.problem(False)
     finals = {}
     for name, decoupled in [("adamw", True), ("adam_l2", False)]:
         trajectory, _ = runs[name]
-        expected = ref.reference_trajectory(
+        expected = tr.reference_trajectory(
             ref.ref_adam(0.05, **ADAM, weight_decay=WD, decoupled=decoupled), params, noise
         )
         final = jax.tree.map(lambda x: x[-1], trajectory)
-        chex.assert_trees_all_close(ref.flatten(final), expected[-1], rtol=2e-5, atol=2e-6)
-        finals[name] = ref.flatten(final)
+        chex.assert_trees_all_close(tr.flatten(final), expected[-1], rtol=2e-5, atol=2e-6)
+        finals[name] = tr.flatten(final)
     with pytest.raises(AssertionError):
         chex.assert_trees_all_close(finals["adamw"], finals["adam_l2"], rtol=1e-3, atol=1e-3)
     gap = max(np.max(np.abs(finals["adamw"][k] - finals["adam_l2"][k])) for k in finals["adamw"])
@@ -179,10 +194,16 @@ def test_nadam_first_step():
     [
         (lambda: sgd(0.1, momentum=0.9), {"learning_rate": 0.1, "decay": 0.9}),
         (lambda: adagrad(0.2, eps=1e-10), {"learning_rate": 0.2, "eps": 1e-10}),
-        (lambda: rmsprop(0.01, decay=0.99, eps=1e-8, centered=True, momentum=0.5), {"learning_rate": 0.01, "eps": 1e-8}),
+        (
+            lambda: rmsprop(0.01, decay=0.99, eps=1e-8, centered=True, momentum=0.5),
+            {"learning_rate": 0.01, "eps": 1e-8},
+        ),
         (lambda: adam(1e-3, b1=0.8, b2=0.95), {"learning_rate": 1e-3, "b1": 0.8, "b2": 0.95, "eps": 1e-8}),
         (lambda: adamw(3e-4, weight_decay=0.05), {"learning_rate": 3e-4, "weight_decay": 0.05, "b2": 0.999}),
-        (lambda: lars(0.5, weight_decay=1e-4, trust_coefficient=0.002), {"learning_rate": 0.5, "trust_coefficient": 0.002}),
+        (
+            lambda: lars(0.5, weight_decay=1e-4, trust_coefficient=0.002),
+            {"learning_rate": 0.5, "trust_coefficient": 0.002},
+        ),
         (lambda: lamb(2e-3, weight_decay=0.01), {"learning_rate": 2e-3, "weight_decay": 0.01}),
     ],
     ids=["sgd", "adagrad", "rmsprop", "adam", "adamw", "lars", "lamb"],

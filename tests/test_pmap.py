@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import jax
 import pytest
-import reference as ref
 import test_optimizers
 import test_transforms
+import trajectory as tr
 
 DEVICES = 8
 CASES = test_transforms.CASES + test_optimizers.CASES
@@ -24,4 +24,4 @@ def test_case_names_are_unique():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_every_replica_matches_reference(case):
-    ref.check_case(case, "pmap", CASES)
+    tr.check_case(case, "pmap", CASES)

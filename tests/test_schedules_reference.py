@@ -188,31 +188,65 @@ def _assert_close(got, want, label, rtol, atol):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=label)
 
 
-def check_schedule(schedule, reference, steps, *, rtol=2e-6, atol=1e-9):
-    """Compares ``schedule`` with ``reference`` at ``steps`` plus huge counts, every way it is fed.
+_CHECK_LENGTH = 128
 
-    * jitted ``vmap`` over int32 counts (one compilation), and the same eagerly;
-    * a Python int and a NumPy int64 scalar eagerly (host saturation of ``2**62``);
-    * a NumPy int64 array, eagerly and elementwise, including counts beyond int32 (they saturate
-      at ``2**31 - 1`` when x64 is off, so the reference is taken there);
-    * jitted ``vmap`` over true int64 counts under ``jax.enable_x64`` (exact, no saturation).
+
+def _padded(steps: list[int]) -> list[int]:
+    """Pads to one fixed length by repeating the last step: eager JAX compiles each primitive once
+    per shape, so a single shape for every check keeps the eager half of the suite cheap."""
+    assert len(steps) <= _CHECK_LENGTH, f"at most {_CHECK_LENGTH} steps per check, got {len(steps)}"
+    return steps + steps[-1:] * (_CHECK_LENGTH - len(steps))
+
+
+Case = tuple[str, Callable, Callable]
+"""(label, schedule, NumPy reference) for :func:`check_schedules`."""
+
+
+def check_schedules(cases: Sequence[Case], steps, *, rtol=2e-6, atol=1e-9, jit64=False):
+    """Compares each schedule with its reference at ``steps`` plus huge counts, every way it is fed.
+
+    * one jitted ``vmap`` over int32 counts evaluating every case (a single compilation);
+    * without jit, per case: a NumPy int64 array, elementwise, including counts beyond int32 (they
+      saturate at ``2**31 - 1`` when x64 is off, so the reference is taken there), a Python int
+      (``2**62``) and a NumPy int64 scalar;
+    * with ``jit64``, also the jitted ``vmap`` over true int64 counts under ``jax.enable_x64``
+      (exact, no saturation): a second compilation, for the schedules whose integer paths differ.
     """
-    steps32 = sorted(set(int(s) for s in steps) | set(HUGE_32))
-    want32 = reference(np.asarray(steps32, np.int64))
-    batched = jax.vmap(schedule)
-    _assert_close(jax.jit(batched)(np.asarray(steps32, np.int32)), want32, "jit int32", rtol, atol)
-    _assert_close(batched(jnp.asarray(steps32, jnp.int32)), want32, "eager int32", rtol, atol)
+    steps = {int(s) for s in steps if s >= 0}
+    steps32 = _padded(sorted({s for s in steps if s <= I32_MAX} | set(HUGE_32)))
+    steps64 = np.asarray(_padded(sorted(set(steps32) | steps | set(HUGE_64))), np.int64)
+    schedules = [schedule for _, schedule, _ in cases]
+    batched = jax.vmap(lambda count: tuple(schedule(count) for schedule in schedules))
+    jitted32 = jax.jit(batched)(np.asarray(steps32, np.int32))
+    if jit64:
+        with jax.enable_x64(True):
+            jitted64 = jax.jit(batched)(steps64)
+    middle = len(steps32) // 2
+    for index, (label, schedule, reference) in enumerate(cases):
+        want32 = reference(np.asarray(steps32, np.int64))
+        _assert_close(jitted32[index], want32, f"{label}: jit int32", rtol, atol)
+        want_saturated = reference(np.minimum(steps64, I32_MAX))
+        _assert_close(schedule(steps64), want_saturated, f"{label}: numpy int64 array", rtol, atol)
+        top = reference(np.asarray([I32_MAX]))[0]
+        _assert_close(schedule(2**62), top, f"{label}: python int 2**62", rtol, atol)
+        got = schedule(np.int64(steps32[middle]))
+        _assert_close(got, want32[middle], f"{label}: np.int64 scalar", rtol, atol)
+        if jit64:
+            _assert_close(jitted64[index], reference(steps64), f"{label}: jit int64 (x64)", rtol, atol)
 
-    steps64 = np.asarray(steps32 + HUGE_64, np.int64)
-    saturated = np.minimum(steps64, I32_MAX)
-    want_saturated = reference(saturated)
-    _assert_close(schedule(steps64), want_saturated, "numpy int64 array", rtol, atol)
-    for index in (0, len(steps32) // 2, len(steps64) - 2):
-        step = int(steps64[index])
-        _assert_close(schedule(step), want_saturated[index], f"python int {step}", rtol, atol)
-        _assert_close(schedule(np.int64(step)), want_saturated[index], f"np.int64 {step}", rtol, atol)
 
-    with jax.enable_x64(True):
-        got64 = jax.jit(jax.vmap(schedule))(steps64)
-        assert got64.dtype == np.float32
-    _assert_close(got64, reference(steps64), "jit int64 (x64)", rtol, atol)
+def check_schedule(schedule, reference, steps, **kwargs):
+    """:func:`check_schedules` for a single schedule."""
+    check_schedules([("schedule", schedule, reference)], steps, **kwargs)
+
+
+def compare_jitted(ours: Sequence[Callable], theirs: Sequence[Callable], steps, *, rtol=1e-5, atol=1e-7):
+    """Our schedules against other schedules (or arrays of values), one jitted vmap per side."""
+    steps = jnp.asarray(steps)
+    got = jax.jit(jax.vmap(lambda count: tuple(schedule(count) for schedule in ours)))(steps)
+    others = [other for other in theirs if callable(other)]
+    evaluated = iter(jax.jit(jax.vmap(lambda count: tuple(other(count) for other in others)))(steps))
+    for index, (value, other) in enumerate(zip(got, theirs, strict=True)):
+        want = next(evaluated) if callable(other) else other
+        assert np.asarray(value).dtype == np.float32
+        np.testing.assert_allclose(value, want, rtol=rtol, atol=atol, err_msg=f"case {index}")

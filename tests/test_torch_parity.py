@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import reference as ref
+import trajectory as tr
 
 from optcompose.base import chain
 from optcompose.optimizers import adagrad, adam, adamw, rmsprop, sgd
@@ -44,7 +44,9 @@ PAIRS: dict[str, tuple[Callable[[list[Any]], Any], Callable[[], Any]]] = {
         lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.05, weight_decay=0.1),
         lambda: chain(
             add_decayed_weights(0.1),
-            adagrad(lambda count: 0.1 / (1.0 + 0.05 * count), initial_accumulator_value=0.0, eps=1e-10, eps_in_sqrt=False),
+            adagrad(
+                lambda count: 0.1 / (1.0 + 0.05 * count), initial_accumulator_value=0.0, eps=1e-10, eps_in_sqrt=False
+            ),
         ),
     ),
     "RMSprop": (
@@ -69,6 +71,10 @@ PAIRS: dict[str, tuple[Callable[[list[Any]], Any], Callable[[], Any]]] = {
         lambda: chain(add_decayed_weights(0.1), adam(0.01)),
     ),
     "AdamW": (lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1), lambda: adamw(0.01, weight_decay=0.1)),
+    "Adam decoupled_weight_decay": (
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+        lambda: adamw(0.01, weight_decay=0.1),
+    ),
     "AdamW defaults": (lambda p: torch.optim.AdamW(p, lr=1e-3), lambda: adamw(1e-3, weight_decay=0.01)),
 }
 
@@ -81,7 +87,7 @@ def make_problem() -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         "scalar": jnp.asarray(0.7, jnp.float32),
         "cube": jnp.asarray(rng.uniform(-1, 1, (2, 3, 2)), jnp.float32),
     }
-    return params, ref.make_noise(params, seed=4)
+    return params, tr.make_noise(params, seed=4)
 
 
 def torch_trajectory(make_optimizer, params, noise) -> dict[str, np.ndarray]:
@@ -92,7 +98,7 @@ def torch_trajectory(make_optimizer, params, noise) -> dict[str, np.ndarray]:
     trajectory: dict[str, list[np.ndarray]] = {k: [] for k in tensors}
     for t in range(steps):
         for k, p in tensors.items():
-            p.grad = noise[k][t] + ref.GRAD_PARAM_COUPLING * p.detach()
+            p.grad = noise[k][t] + tr.GRAD_PARAM_COUPLING * p.detach()
         optimizer.step()
         for k, p in tensors.items():
             trajectory[k].append(p.detach().numpy().copy())
@@ -106,7 +112,7 @@ def trajectories() -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarra
     """{name: (ours, torch's)}, ours from one jitted program for every pair."""
     if not _RESULTS:
         params, noise = make_problem()
-        ours = ref.run_many([make() for _, make in PAIRS.values()], [(params, noise)] * len(PAIRS), "jit")
+        ours = tr.run_many([make() for _, make in PAIRS.values()], [(params, noise)] * len(PAIRS), "jit")
         for (name, (make_torch, _)), (trajectory, _) in zip(PAIRS.items(), ours, strict=True):
             mine = {k: np.asarray(v) for k, v in trajectory.items()}
             _RESULTS[name] = (mine, torch_trajectory(make_torch, params, noise))
@@ -130,7 +136,7 @@ def differences(name: str) -> tuple[float, float]:
 def test_matches_torch(name):
     ours, theirs = trajectories()[name]
     for key in theirs:
-        assert ours[key].shape == theirs[key].shape == (ref.STEPS, *np.shape(make_problem()[0][key]))
+        assert ours[key].shape == theirs[key].shape == (tr.STEPS, *np.shape(make_problem()[0][key]))
         np.testing.assert_allclose(ours[key], theirs[key], rtol=RTOL, atol=ATOL, err_msg=f"{name} {key}")
     # The parameters really moved, so agreement is not trivial.
     params = make_problem()[0]

@@ -6,15 +6,13 @@ rate are followed by ``scale(-0.05)`` so the parameters move by a sensible amoun
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference as ref
+import trajectory as tr
 
 import optcompose
 from optcompose.base import GradientTransformation, chain, identity, named_chain, set_to_zero, stateless
@@ -50,13 +48,15 @@ def _stateless_fn(updates, params):
 
 
 def _case(name, make, reference, low_precision=False):
-    return ref.Case(name, make, reference, low_precision)
+    return tr.Case(name, make, reference, low_precision)
 
 
 CASES = [
     _case("scale", lambda: scale(-LR), lambda: ref.ref_scale(-LR)),
     _case("lr_constant", lambda: scale_by_learning_rate(LR), lambda: ref.ref_scale_by_learning_rate(LR)),
-    _case("lr_schedule", lambda: scale_by_learning_rate(lr_schedule), lambda: ref.ref_scale_by_learning_rate(lr_schedule)),
+    _case(
+        "lr_schedule", lambda: scale_by_learning_rate(lr_schedule), lambda: ref.ref_scale_by_learning_rate(lr_schedule)
+    ),
     _case(
         "lr_no_flip",
         lambda: chain(scale_by_learning_rate(LR, flip_sign=False), scale(-1.0)),
@@ -145,13 +145,13 @@ CASES = [
     _case("decay", lambda: descend(add_decayed_weights(0.3)), lambda: ref_descend(ref.ref_add_decayed_weights(0.3))),
     _case(
         "decay_mask_fn",
-        lambda: descend(add_decayed_weights(0.3, mask=ref.tree_rule(ref.is_matrix))),
-        lambda: ref_descend(ref.ref_add_decayed_weights(0.3, ref.is_matrix)),
+        lambda: descend(add_decayed_weights(0.3, mask=tr.tree_rule(tr.is_matrix))),
+        lambda: ref_descend(ref.ref_add_decayed_weights(0.3, tr.is_matrix)),
     ),
     _case(
         "decay_mask_tree_low_precision",
-        lambda: descend(add_decayed_weights(0.3, mask=ref.explicit_mask(ref.make_params(True)))),
-        lambda: ref_descend(ref.ref_add_decayed_weights(0.3, ref.is_matrix)),
+        lambda: descend(add_decayed_weights(0.3, mask=tr.explicit_mask(tr.make_params(True)))),
+        lambda: ref_descend(ref.ref_add_decayed_weights(0.3, tr.is_matrix)),
         True,
     ),
     _case("trust_ratio", lambda: descend(scale_by_trust_ratio()), lambda: ref_descend(ref.ref_scale_by_trust_ratio())),
@@ -174,28 +174,40 @@ CASES = [
     ),
     _case(
         "masked",
-        lambda: descend(masked(trace(0.8), ref.tree_rule(ref.is_matrix))),
-        lambda: ref_descend(ref.ref_masked(ref.ref_trace(0.8), ref.is_matrix)),
+        lambda: descend(masked(trace(0.8), tr.tree_rule(tr.is_matrix))),
+        lambda: ref_descend(ref.ref_masked(ref.ref_trace(0.8), tr.is_matrix)),
     ),
     _case(
         "masked_tree",
-        lambda: descend(masked(scale_by_adam(0.8, 0.95, 0.01), ref.explicit_mask(ref.make_params()))),
-        lambda: ref_descend(ref.ref_masked(ref.ref_scale_by_adam(0.8, 0.95, 0.01), ref.is_matrix)),
+        lambda: descend(masked(scale_by_adam(0.8, 0.95, 0.01), tr.explicit_mask(tr.make_params()))),
+        lambda: ref_descend(ref.ref_masked(ref.ref_scale_by_adam(0.8, 0.95, 0.01), tr.is_matrix)),
     ),
     _case(
         "partition",
-        lambda: partition({"dense": trace(0.8), "rest": scale(3.0)}, ref.tree_rule(ref.group_of)),
-        lambda: ref.ref_partition({"dense": ref.ref_trace(0.8), "rest": ref.ref_scale(3.0)}, ref.group_of),
+        lambda: partition({"dense": trace(0.8), "rest": scale(3.0)}, tr.tree_rule(tr.group_of)),
+        lambda: ref.ref_partition({"dense": ref.ref_trace(0.8), "rest": ref.ref_scale(3.0)}, tr.group_of),
     ),
     _case(
         "multi_transform",
-        lambda: descend(optcompose.multi_transform({"dense": scale_by_adam(), "rest": ema(0.5)}, ref.tree_rule(ref.group_of))),
-        lambda: ref_descend(ref.ref_partition({"dense": ref.ref_scale_by_adam(), "rest": ref.ref_ema(0.5)}, ref.group_of)),
+        lambda: descend(
+            optcompose.multi_transform({"dense": scale_by_adam(), "rest": ema(0.5)}, tr.tree_rule(tr.group_of))
+        ),
+        lambda: ref_descend(
+            ref.ref_partition({"dense": ref.ref_scale_by_adam(), "rest": ref.ref_ema(0.5)}, tr.group_of)
+        ),
     ),
-    _case("freeze", lambda: descend(freeze(ref.tree_rule(ref.is_matrix))), lambda: ref_descend(ref.ref_freeze(ref.is_matrix))),
+    _case(
+        "freeze",
+        lambda: descend(freeze(tr.tree_rule(tr.is_matrix))),
+        lambda: ref_descend(ref.ref_freeze(tr.is_matrix)),
+    ),
     _case("identity", lambda: descend(identity()), lambda: ref_descend(ref.ref_identity())),
     _case("set_to_zero", lambda: descend(set_to_zero()), lambda: ref_descend(ref.ref_set_to_zero())),
-    _case("stateless", lambda: descend(stateless(_stateless_fn)), lambda: ref_descend(ref.ref_stateless(lambda g, w: g - 0.5 * w))),
+    _case(
+        "stateless",
+        lambda: descend(stateless(_stateless_fn)),
+        lambda: ref_descend(ref.ref_stateless(lambda g, w: g - 0.5 * w)),
+    ),
     _case(
         "chain_nested",
         lambda: chain(clip(1.0), chain(trace(0.5), scale_by_learning_rate(LR))),
@@ -219,12 +231,12 @@ EAGER_CASES = [case for case in CASES if case.name != "clip_by_global_norm_low_p
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_transform_matches_reference_jit(case):
-    ref.check_case(case, "jit", CASES)
+    tr.check_case(case, "jit", CASES)
 
 
 @pytest.mark.parametrize("case", EAGER_CASES, ids=[c.name for c in EAGER_CASES])
 def test_transform_matches_reference_eager(case):
-    ref.check_case(case, "eager")
+    tr.check_case(case, "eager")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,9 +293,9 @@ def test_rss_untouched_coordinate_gets_zero_update():
 
 
 def test_masked_state_covers_only_selected_leaves():
-    params, _ = ref.problem(False)
-    state = masked(trace(0.9), ref.tree_rule(ref.is_matrix)).init(params)
-    selected = ref.flatten(state.inner_state.trace)
+    params, _ = tr.problem(False)
+    state = masked(trace(0.9), tr.tree_rule(tr.is_matrix)).init(params)
+    selected = tr.flatten(state.inner_state.trace)
     assert sorted(selected) == ["['conv']['w']", "['dense']['kernel']"]
 
 
@@ -292,15 +304,15 @@ def test_partition_and_multi_transform_are_one_function():
 
 
 def test_partition_unknown_label_names_the_path():
-    params, _ = ref.problem(False)
-    tx = partition({"dense": identity()}, ref.tree_rule(ref.group_of))
+    params, _ = tr.problem(False)
+    tx = partition({"dense": identity()}, tr.tree_rule(tr.group_of))
     with pytest.raises(ValueError, match=r"'rest'.*\['conv'\]\['w'\]"):
         tx.init(params)
 
 
 def test_freeze_keeps_frozen_parameters_exactly():
-    params, noise = ref.problem(False)
-    trajectory, _ = ref.run_trajectory(descend(freeze(ref.tree_rule(ref.is_matrix))), params, noise, "jit")
+    params, noise = tr.problem(False)
+    trajectory, _ = tr.run_trajectory(descend(freeze(tr.tree_rule(tr.is_matrix))), params, noise, "jit")
     final = jax.tree.map(lambda x: x[-1], trajectory)
     np.testing.assert_array_equal(final["dense"]["kernel"], params["dense"]["kernel"])
     np.testing.assert_array_equal(final["conv"]["w"], params["conv"]["w"])

@@ -116,14 +116,13 @@ def partition(
 
     def init(params):
         labels = labels_of(params)
-        return PartitionState(
-            {label: masked(tx, mask).init(params) for (label, tx), mask in zip(transforms.items(), masks(labels).values())}
-        )
+        pairs = zip(transforms.items(), masks(labels).values(), strict=True)
+        return PartitionState({label: masked(tx, mask).init(params) for (label, tx), mask in pairs})
 
     def update(updates, state, params=None, **extra_args):
         labels = labels_of(updates if params is None else params)
         inner_states = {}
-        for (label, tx), mask in zip(transforms.items(), masks(labels).values()):
+        for (label, tx), mask in zip(transforms.items(), masks(labels).values(), strict=True):
             updates, inner_states[label] = masked(tx, mask).update(
                 updates, state.inner_states[label], params, **extra_args
             )

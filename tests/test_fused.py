@@ -1,0 +1,155 @@
+"""The fused optimizers give the chain's numbers bit for bit and the chain's state; the benchmark runs.
+
+Each case runs a few steps of the plain chain and of the fused transform side by side, under one
+jitted ``lax.scan`` each (compiled once per case), and compares updates, parameters and every
+state leaf exactly. The plain chain is itself checked against NumPy references in the
+transform/optimizer tests; here the fused path must not move a single bit from it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optcompose.base import apply_updates, chain, identity
+from optcompose.fused import fused_adam, fused_lamb, fused_sgd
+from optcompose.hyperparams import get_hyperparams, set_hyperparams
+from optcompose.transforms.adaptive import scale_by_adam
+from optcompose.transforms.decay import add_decayed_weights
+from optcompose.transforms.momentum import trace
+from optcompose.transforms.scaling import scale_by_learning_rate
+from optcompose.transforms.trust_ratio import scale_by_trust_ratio
+
+STEPS = 4
+
+
+def _params(dtype=jnp.float32):
+    rng = np.random.default_rng(0)
+    tree = {
+        "dense": {"kernel": rng.standard_normal((5, 3)), "bias": np.zeros(3)},
+        "scale": rng.standard_normal((7,)),
+        "scalar": np.float32(0.5),
+        "empty": None,
+    }
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)
+
+
+def _grads(params, step):
+    return jax.tree.map(lambda p: (jnp.sin(p.astype(jnp.float32) * (step + 1.7)) * 0.3).astype(p.dtype), params)
+
+
+def _run(tx, params):
+    def body(carry, step):
+        p, s = carry
+        u, s = tx.update(_grads(p, step), s, p)
+        return (apply_updates(p, u), s), u
+
+    @jax.jit
+    def run(p):
+        return jax.lax.scan(body, (p, tx.init(p)), jnp.arange(STEPS))
+
+    return run(params)
+
+
+def _assert_same(plain, fused, rtol=0.0):
+    assert jax.tree.structure(plain) == jax.tree.structure(fused)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(fused), strict=True):
+        assert a.dtype == b.dtype
+        if rtol:
+            np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=1e-9)
+        else:
+            np.testing.assert_array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64))
+
+
+def _warmup_cosine(count):
+    return 0.1 * jnp.minimum(1.0, (count + 1) / 3.0) * jnp.cos(count / 10.0)
+
+
+ADAM_CASES = {
+    "adamw": (dict(learning_rate=0.1, weight_decay=0.05), jnp.float32),
+    "adam": (dict(learning_rate=0.1), jnp.float32),
+    "adamw_nesterov_eps_root": (dict(learning_rate=0.1, weight_decay=0.05, nesterov=True, eps_root=1e-6), jnp.float32),
+    "adamw_bf16_moments": (dict(learning_rate=0.1, weight_decay=0.05, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+                           jnp.float32),
+    "adamw_bf16_params": (dict(learning_rate=0.1, weight_decay=0.05), jnp.bfloat16),
+    "adamw_schedules": (dict(learning_rate=_warmup_cosine, b1=lambda c: 0.9 - 0.1 / (c + 1.0), weight_decay=0.05),
+                        jnp.float32),
+}
+
+
+def _adam_chain(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, weight_decay=None,
+                nesterov=False, nu_dtype=None):
+    parts = [scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype)]
+    if weight_decay is not None:
+        parts.append(add_decayed_weights(weight_decay))
+    return chain(*parts, scale_by_learning_rate(learning_rate))
+
+
+@pytest.mark.parametrize("name", list(ADAM_CASES))
+def test_fused_adam_matches_chain_bitwise(name):
+    kwargs, dtype = ADAM_CASES[name]
+    params = _params(dtype)
+    _assert_same(_run(_adam_chain(**kwargs), params), _run(fused_adam(**kwargs), params))
+
+
+@pytest.mark.parametrize("momentum,nesterov", [(None, False), (0.9, False), (0.8, True)])
+def test_fused_sgd_matches_chain_bitwise(momentum, nesterov):
+    params = _params()
+    plain = chain(trace(momentum, nesterov) if momentum is not None else identity(), scale_by_learning_rate(0.1))
+    _assert_same(_run(plain, params), _run(fused_sgd(0.1, momentum, nesterov), params))
+
+
+def test_fused_lamb_matches_chain_to_rounding():
+    # The per-leaf norms are sums whose order XLA picks per fusion, so the trust ratio may differ
+    # from the chain's in its last bit; over four steps that stays within a few ulps.
+    params = _params()
+    plain = chain(
+        scale_by_adam(eps=1e-6), add_decayed_weights(0.01), scale_by_trust_ratio(), scale_by_learning_rate(0.1)
+    )
+    _assert_same(_run(plain, params), _run(fused_lamb(0.1, weight_decay=0.01), params), rtol=4e-6)
+
+
+def test_fused_eager_update_matches_chain_and_hyperparams_stay_settable():
+    params = _params()
+    plain, fused = _adam_chain(0.1, weight_decay=0.05), fused_adam(0.1, weight_decay=0.05)
+    state_p, state_f = plain.init(params), fused.init(params)
+    _assert_same(state_p, state_f)
+    state_p = set_hyperparams(state_p, learning_rate=0.02, b1=0.5)
+    state_f = set_hyperparams(state_f, learning_rate=0.02, b1=0.5)
+    grads = _grads(params, 0)
+    _assert_same(plain.update(grads, state_p, params), fused.update(grads, state_f, params))
+    assert float(get_hyperparams(state_f)["learning_rate"]) == pytest.approx(0.02)
+
+
+def test_fused_errors_match_the_chain():
+    params = _params()
+    fused = fused_adam(0.1, weight_decay=0.01)
+    with pytest.raises(ValueError, match="needs params"):
+        fused.update(params, fused.init(params))
+    with pytest.raises(ValueError, match="tuple of 3 states"):
+        fused.update(params, fused.init(params)[:2], params)
+    with pytest.raises(ValueError, match="b1"):
+        fused_adam(0.1, b1=1.5)
+
+
+def test_benchmark_quick_run():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+    import bench_optimizers
+
+    results = bench_optimizers.main(
+        ["--quick", "--cases", "50x64", "--optimizers", "adamw", "--libraries", "optcompose,optax",
+         "--rounds", "1", "--steps", "1"]
+    )
+    (result,) = results
+    libs = result["libraries"]
+    assert set(libs) == {"optcompose", "optcompose bf16 state", "optax"}
+    # 50 leaves x 64 float32 moments x 2 moments = 25.6 kB, bfloat16 moments half of it.
+    assert libs["optcompose"]["state_MB"] == pytest.approx(50 * 64 * 4 * 2 / 1e6, rel=0.01)
+    assert libs["optcompose bf16 state"]["state_MB"] == pytest.approx(50 * 64 * 2 * 2 / 1e6, rel=0.01)
+    assert libs["optax"]["state_MB"] == pytest.approx(libs["optcompose"]["state_MB"], rel=0.01)
+    assert all(r["step_ms"] > 0 and r["compile_s"] > 0 for r in libs.values())
