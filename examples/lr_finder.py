@@ -27,7 +27,7 @@ def main() -> None:
     model = common.CNN()
     batch_size = 64
 
-    variables = model.init(jax.random.PRNGKey(args.seed), data.x_train[:1])
+    variables = jax.jit(model.init)(common.init_key(args.seed), data.x_train[:1])
     rng = np.random.default_rng(args.seed)
     bar = common.tqdm(total=args.steps, desc="LR sweep", unit="step")
 

@@ -28,9 +28,11 @@ import re
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from optcompose.base import GradientTransformation, _check_state_length, _check_transform, chain
 from optcompose.tree import NotFloatingError, check_floating, check_same_structure
+from optcompose.tree import map as tree_map
 
 
 def _is_record(state: Any) -> bool:
@@ -49,7 +51,13 @@ def _per_leaf_fields(state: Any, expected: Any, updates: Any, structure: Any) ->
     for name, field, per_leaf in zip(state._fields, state, mask, strict=True):
         if per_leaf:
             check_same_structure((updates, field), ("updates", name))
+            tree_map(_same_shapes, updates, field, names=("updates", name))
     return mask
+
+
+def _same_shapes(*leaves: Any) -> None:
+    if len({jnp.shape(leaf) for leaf in leaves}) > 1:
+        raise ValueError("the leaves' shapes differ")
 
 
 def _with_path(err: Exception, path: str) -> Exception:

@@ -152,7 +152,7 @@ def lr_find(
     validate.unit_interval("smoothing", smoothing)
     validate.positive("diverge_threshold", diverge_threshold)
 
-    opt_state = optimizer.init(params)
+    opt_state = jax.jit(optimizer.init)(params)
     if hyperparam not in get_hyperparams(opt_state):
         raise ValueError(
             f"the optimizer state has no settable hyperparameter {hyperparam!r}; "

@@ -152,7 +152,7 @@ def adamw(
         scale_by_adam(
             b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
         ),
-        add_decayed_weights(weight_decay, mask) if mask is not None else add_decayed_weights(weight_decay),
+        add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
 

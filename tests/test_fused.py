@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from optcompose.base import apply_updates, chain, identity
-from optcompose.fused import fused_adam, fused_lamb, fused_sgd
+from optcompose.fused import fuse
 from optcompose.hyperparams import get_hyperparams, set_hyperparams
 from optcompose.transforms.adaptive import scale_by_adam
 from optcompose.transforms.decay import add_decayed_weights
@@ -82,41 +82,41 @@ ADAM_CASES = {
 }
 
 
-def _adam_chain(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, weight_decay=None,
+def _adam_parts(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, weight_decay=None,
                 nesterov=False, nu_dtype=None):
     parts = [scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype)]
     if weight_decay is not None:
         parts.append(add_decayed_weights(weight_decay))
-    return chain(*parts, scale_by_learning_rate(learning_rate))
+    return (*parts, scale_by_learning_rate(learning_rate))
 
 
 @pytest.mark.parametrize("name", list(ADAM_CASES))
 def test_fused_adam_matches_chain_bitwise(name):
     kwargs, dtype = ADAM_CASES[name]
     params = _params(dtype)
-    _assert_same(_run(_adam_chain(**kwargs), params), _run(fused_adam(**kwargs), params))
+    parts = _adam_parts(**kwargs)
+    _assert_same(_run(chain(*parts), params), _run(fuse(*parts), params))
 
 
 @pytest.mark.parametrize("momentum,nesterov", [(None, False), (0.9, False), (0.8, True)])
 def test_fused_sgd_matches_chain_bitwise(momentum, nesterov):
     params = _params()
-    plain = chain(trace(momentum, nesterov) if momentum is not None else identity(), scale_by_learning_rate(0.1))
-    _assert_same(_run(plain, params), _run(fused_sgd(0.1, momentum, nesterov), params))
+    parts = (trace(momentum, nesterov) if momentum is not None else identity(), scale_by_learning_rate(0.1))
+    _assert_same(_run(chain(*parts), params), _run(fuse(*parts), params))
 
 
 def test_fused_lamb_matches_chain_to_rounding():
     # The per-leaf norms are sums whose order XLA picks per fusion, so the trust ratio may differ
     # from the chain's in its last bit; over four steps that stays within a few ulps.
     params = _params()
-    plain = chain(
-        scale_by_adam(eps=1e-6), add_decayed_weights(0.01), scale_by_trust_ratio(), scale_by_learning_rate(0.1)
-    )
-    _assert_same(_run(plain, params), _run(fused_lamb(0.1, weight_decay=0.01), params), rtol=4e-6)
+    parts = (scale_by_adam(eps=1e-6), add_decayed_weights(0.01), scale_by_trust_ratio(), scale_by_learning_rate(0.1))
+    _assert_same(_run(chain(*parts), params), _run(fuse(*parts), params), rtol=4e-6)
 
 
 def test_fused_eager_update_matches_chain_and_hyperparams_stay_settable():
     params = _params()
-    plain, fused = _adam_chain(0.1, weight_decay=0.05), fused_adam(0.1, weight_decay=0.05)
+    parts = _adam_parts(0.1, weight_decay=0.05)
+    plain, fused = chain(*parts), fuse(*parts)
     state_p, state_f = plain.init(params), fused.init(params)
     _assert_same(state_p, state_f)
     state_p = set_hyperparams(state_p, learning_rate=0.02, b1=0.5)
@@ -128,13 +128,22 @@ def test_fused_eager_update_matches_chain_and_hyperparams_stay_settable():
 
 def test_fused_errors_match_the_chain():
     params = _params()
-    fused = fused_adam(0.1, weight_decay=0.01)
+    fused = fuse(*_adam_parts(0.1, weight_decay=0.01))
+    state = fused.init(params)
     with pytest.raises(ValueError, match="needs params"):
-        fused.update(params, fused.init(params))
+        fused.update(params, state)
     with pytest.raises(ValueError, match="tuple of 3 states"):
-        fused.update(params, fused.init(params)[:2], params)
-    with pytest.raises(ValueError, match="b1"):
-        fused_adam(0.1, b1=1.5)
+        fused.update(params, state[:2], params)
+    smaller = {k: v for k, v in params.items() if k != "scale"}
+    with pytest.raises(ValueError, match=r"\['scale'\]"):
+        fused.update(smaller, state, smaller)
+    bad = {**params, "scale": jnp.ones(7, jnp.int32)}
+    with pytest.raises(TypeError, match=r"updates\['scale'\] has dtype int32"):
+        fused.update(bad, state, params)
+    with pytest.raises(TypeError, match=r"params\['scale'\] has dtype int32"):
+        fused.update(params, state, bad)
+    with pytest.raises(ValueError, match=r"\['scale'\] has shape"):
+        fused.update({**params, "scale": jnp.ones(6)}, state, params)
 
 
 def test_benchmark_quick_run():

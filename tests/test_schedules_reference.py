@@ -7,6 +7,7 @@ int64 array of step counts (exact up to ``2**63 - 1``) and returns float64 value
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 
 import jax
@@ -108,7 +109,8 @@ def ref_warm_restarts(t, init, first_period, period_mult=1, end=0.0):
             start, period = start + period, period * period_mult
         return end + (init - end) * _half_cosine((step - start) / period)
 
-    return np.array([one(int(step)) for step in np.asarray(t, np.int64).ravel()])
+    unique, inverse = np.unique(np.asarray(t, np.int64), return_inverse=True)
+    return np.array([one(int(step)) for step in unique])[inverse.ravel()]
 
 
 def ref_piecewise_interpolate(t, knots, values, kind):
@@ -167,8 +169,9 @@ def ref_one_cycle(
             return b + (a - b) / 2 * (math.cos(math.pi * x) + 1)
         return a + (b - a) * x
 
+    unique, inverse = np.unique(np.asarray(t, np.int64), return_inverse=True)
     lrs, momenta = [], []
-    for step in np.asarray(t, np.int64).ravel():
+    for step in unique:
         step = min(int(step), total_steps - 1)
         begin = 0.0
         for index, (end, lr_a, lr_b, m_a, m_b) in enumerate(phases):
@@ -178,7 +181,7 @@ def ref_one_cycle(
                 momenta.append(annealed(m_a, m_b, x))
                 break
             begin = end
-    return np.array(lrs), np.array(momenta)
+    return np.array(lrs)[inverse.ravel()], np.array(momenta)[inverse.ravel()]
 
 
 def _assert_close(got, want, label, rtol, atol):
@@ -188,51 +191,64 @@ def _assert_close(got, want, label, rtol, atol):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=label)
 
 
-_CHECK_LENGTH = 128
+# Every eager evaluation uses arrays of this one length: eager JAX compiles each primitive once per
+# shape and caches it, so one shape across the suite keeps the eager checks nearly free, while each
+# jitted function costs a compilation. Hence: jit one schedule per kind, evaluate the rest eagerly.
+EVAL_LENGTH = 1024
 
 
 def _padded(steps: list[int]) -> list[int]:
-    """Pads to one fixed length by repeating the last step: eager JAX compiles each primitive once
-    per shape, so a single shape for every check keeps the eager half of the suite cheap."""
-    assert len(steps) <= _CHECK_LENGTH, f"at most {_CHECK_LENGTH} steps per check, got {len(steps)}"
-    return steps + steps[-1:] * (_CHECK_LENGTH - len(steps))
+    """Pads to :data:`EVAL_LENGTH` by repeating the last step."""
+    assert len(steps) <= EVAL_LENGTH, f"at most {EVAL_LENGTH} steps per check, got {len(steps)}"
+    return steps + steps[-1:] * (EVAL_LENGTH - len(steps))
 
 
 Case = tuple[str, Callable, Callable]
-"""(label, schedule, NumPy reference) for :func:`check_schedules`."""
+"""(label, schedule, NumPy reference) for :func:`check_schedules`; labels read ``kind(arguments)``."""
+
+
+def _kind(label: str) -> str:
+    return re.sub(r"\(.*\)", "", label)
 
 
 def check_schedules(cases: Sequence[Case], steps, *, rtol=2e-6, atol=1e-9, jit64=False):
     """Compares each schedule with its reference at ``steps`` plus huge counts, every way it is fed.
 
-    * one jitted ``vmap`` over int32 counts evaluating every case (a single compilation);
-    * without jit, per case: a NumPy int64 array, elementwise, including counts beyond int32 (they
-      saturate at ``2**31 - 1`` when x64 is off, so the reference is taken there), a Python int
-      (``2**62``) and a NumPy int64 scalar;
-    * with ``jit64``, also the jitted ``vmap`` over true int64 counts under ``jax.enable_x64``
-      (exact, no saturation): a second compilation, for the schedules whose integer paths differ.
+    * jitted: one ``jax.jit(jax.vmap(...))`` over int32 counts evaluating the first case of each
+      kind (one compilation per call; configurations of a kind share their traced code paths);
+    * without jit, every case: a NumPy int64 array, elementwise, including counts beyond int32
+      (they saturate at ``2**31 - 1`` when x64 is off, so the reference is taken there), a JAX
+      int32 array, a Python int (``2**62``) and a NumPy int64 scalar;
+    * with ``jit64``, also the jitted function over true int64 counts under ``jax.enable_x64``
+      (exact, no saturation), for the schedules whose integer paths differ.
     """
     steps = {int(s) for s in steps if s >= 0}
-    steps32 = _padded(sorted({s for s in steps if s <= I32_MAX} | set(HUGE_32)))
-    steps64 = np.asarray(_padded(sorted(set(steps32) | steps | set(HUGE_64))), np.int64)
-    schedules = [schedule for _, schedule, _ in cases]
-    batched = jax.vmap(lambda count: tuple(schedule(count) for schedule in schedules))
-    jitted32 = jax.jit(batched)(np.asarray(steps32, np.int32))
+    steps32 = np.asarray(_padded(sorted({s for s in steps if s <= I32_MAX} | set(HUGE_32))), np.int64)
+    steps64 = np.asarray(_padded(sorted(set(steps32.tolist()) | steps | set(HUGE_64))), np.int64)
+    kinds: dict[str, Case] = {}
+    for case in cases:
+        kinds.setdefault(_kind(case[0]), case)
+    traced = list(kinds.values())
+    batched = jax.vmap(lambda count: tuple(schedule(count) for _, schedule, _ in traced))
+    jitted32 = jax.jit(batched)(steps32.astype(np.int32))
+    for (label, _, reference), got in zip(traced, jitted32, strict=True):
+        _assert_close(got, reference(steps32), f"{label}: jit int32", rtol, atol)
     if jit64:
         with jax.enable_x64(True):
             jitted64 = jax.jit(batched)(steps64)
-    middle = len(steps32) // 2
-    for index, (label, schedule, reference) in enumerate(cases):
-        want32 = reference(np.asarray(steps32, np.int64))
-        _assert_close(jitted32[index], want32, f"{label}: jit int32", rtol, atol)
+        for (label, _, reference), got in zip(traced, jitted64, strict=True):
+            _assert_close(got, reference(steps64), f"{label}: jit int64 (x64)", rtol, atol)
+
+    middle = len(steps) // 2
+    top = np.asarray([I32_MAX])
+    for label, schedule, reference in cases:
+        want32 = reference(steps32)
+        _assert_close(schedule(jnp.asarray(steps32, jnp.int32)), want32, f"{label}: int32 array", rtol, atol)
         want_saturated = reference(np.minimum(steps64, I32_MAX))
         _assert_close(schedule(steps64), want_saturated, f"{label}: numpy int64 array", rtol, atol)
-        top = reference(np.asarray([I32_MAX]))[0]
-        _assert_close(schedule(2**62), top, f"{label}: python int 2**62", rtol, atol)
+        _assert_close(schedule(2**62), reference(top)[0], f"{label}: python int 2**62", rtol, atol)
         got = schedule(np.int64(steps32[middle]))
         _assert_close(got, want32[middle], f"{label}: np.int64 scalar", rtol, atol)
-        if jit64:
-            _assert_close(jitted64[index], reference(steps64), f"{label}: jit int64 (x64)", rtol, atol)
 
 
 def check_schedule(schedule, reference, steps, **kwargs):
@@ -240,13 +256,24 @@ def check_schedule(schedule, reference, steps, **kwargs):
     check_schedules([("schedule", schedule, reference)], steps, **kwargs)
 
 
-def compare_jitted(ours: Sequence[Callable], theirs: Sequence[Callable], steps, *, rtol=1e-5, atol=1e-7):
-    """Our schedules against other schedules (or arrays of values), one jitted vmap per side."""
-    steps = jnp.asarray(steps)
-    got = jax.jit(jax.vmap(lambda count: tuple(schedule(count) for schedule in ours)))(steps)
-    others = [other for other in theirs if callable(other)]
-    evaluated = iter(jax.jit(jax.vmap(lambda count: tuple(other(count) for other in others)))(steps))
-    for index, (value, other) in enumerate(zip(got, theirs, strict=True)):
-        want = next(evaluated) if callable(other) else other
-        assert np.asarray(value).dtype == np.float32
-        np.testing.assert_allclose(value, want, rtol=rtol, atol=atol, err_msg=f"case {index}")
+def _evaluate(schedule: Callable, counts: jax.Array) -> np.ndarray:
+    """Another library's schedule at ``counts``: elementwise where it can, else by a jitted ``vmap``
+    (one compilation instead of one per eager primitive)."""
+    try:
+        return np.broadcast_to(schedule(counts), counts.shape)  # Optax's constant returns a scalar
+    except TypeError:  # e.g. a Python comparison inside the schedule
+        return np.asarray(jax.jit(jax.vmap(schedule))(counts))
+
+
+def compare(ours: Sequence[Callable], theirs: Sequence[Callable | np.ndarray], length: int, **tolerances):
+    """Our schedules against other schedules (or arrays of their values) at steps ``0 .. length-1``.
+
+    Evaluated eagerly on one array of counts (jit is covered by :func:`check_schedules`).
+    """
+    tolerances = {"rtol": 1e-5, "atol": 1e-7, **tolerances}
+    counts = jnp.arange(EVAL_LENGTH, dtype=jnp.int32)
+    for index, (schedule, other) in enumerate(zip(ours, theirs, strict=True)):
+        got = np.asarray(schedule(counts))[:length]
+        want = _evaluate(other, counts) if callable(other) else np.asarray(other)
+        assert got.dtype == np.float32, f"case {index}: dtype {got.dtype}"
+        np.testing.assert_allclose(got, want[:length], err_msg=f"case {index}", **tolerances)
