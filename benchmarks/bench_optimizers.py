@@ -23,6 +23,7 @@ is present); torch runs on CUDA when JAX does and torch can, else on the CPU.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -124,7 +125,10 @@ def torch_optimizer(name: str, params: list, impl: str):
 
 
 class JaxRunner:
-    def __init__(self, label: str, tx, apply: Callable, params: list[np.ndarray], grads_tree: Any, treedef):
+    def __init__(
+        self, label: str, tx, apply: Callable, params: list[np.ndarray], grads_tree: Any, treedef,
+        compiler_options: dict | None = None,
+    ):
         self.label = label
         device_params = treedef.unflatten([jnp.asarray(p) for p in params])
         self.grads = grads_tree
@@ -137,7 +141,7 @@ class JaxRunner:
         jax.block_until_ready(self.state)
         start = time.perf_counter()
         lowered = jax.jit(step, donate_argnums=(0, 1)).lower(device_params, self.state, self.grads)
-        self.compiled = lowered.compile()
+        self.compiled = lowered.compile(compiler_options=compiler_options or None)
         self.compile_s = time.perf_counter() - start
         self.params = device_params
         self.state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(self.state) if np.ndim(leaf) > 0)
@@ -234,18 +238,21 @@ def run_case(case: str, shapes: Any, optimizer: str, args) -> dict:
             torch_device = None
 
     runners = []
+    options = json.loads(args.compiler_options) if args.compiler_options else None
+    jax_runner = functools.partial(JaxRunner, compiler_options=options)
+
     if "optcompose" in args.libraries:
-        runners.append(JaxRunner("optcompose", optcompose_tx(optimizer), apply_updates, params, grads, treedef))
+        runners.append(jax_runner("optcompose", optcompose_tx(optimizer), apply_updates, params, grads, treedef))
         if args.chain:
-            runners.append(JaxRunner("optcompose chain", optcompose_chain_tx(optimizer), apply_updates, params, grads,
-                                     treedef))
+            chained = optcompose_chain_tx(optimizer)
+            runners.append(jax_runner("optcompose chain", chained, apply_updates, params, grads, treedef))
         if args.bf16_moments and optimizer in ("adamw", "sgd"):
             tx = optcompose_tx(optimizer, moment_dtype=jnp.bfloat16)
-            runners.append(JaxRunner("optcompose bf16 state", tx, apply_updates, params, grads, treedef))
+            runners.append(jax_runner("optcompose bf16 state", tx, apply_updates, params, grads, treedef))
     if "optax" in args.libraries:
         import optax
 
-        runners.append(JaxRunner("optax", optax_tx(optimizer), optax.apply_updates, params, grads, treedef))
+        runners.append(jax_runner("optax", optax_tx(optimizer), optax.apply_updates, params, grads, treedef))
     if torch_device is not None:
         import torch
 
@@ -338,6 +345,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="skip the optcompose run with bfloat16 moments")
     parser.add_argument("--chain", action="store_true",
                         help="also time the unfused chain of transforms that optcompose's optimizer fuses")
+    parser.add_argument("--compiler-options", default=None,
+                        help='XLA options for every JAX step, as JSON: \'{"xla_cpu_parallel_codegen_split_count": 1}\'')
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     args.libraries = args.libraries.split(",")

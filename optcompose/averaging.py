@@ -172,7 +172,16 @@ def _batchnorm_momenta(record: dict[tuple[str, ...], float]) -> Callable[..., An
     def interceptor(next_fun, args, kwargs, context):
         module = context.module
         if isinstance(module, nn.BatchNorm) and context.method_name == "__call__" and module.scope is not None:
-            record[tuple(module.scope.path)] = float(module.momentum)
+            path = tuple(module.scope.path)
+            frozen = kwargs.get("use_running_average", args[1] if len(args) > 1 else None)
+            frozen = module.use_running_average if frozen is None else frozen
+            if frozen:
+                raise ValueError(
+                    f"the BatchNorm at {'/'.join(path)} ran with use_running_average=True, so it computed no "
+                    "batch statistics; pass update_bn the keyword that puts the model in training mode, "
+                    "such as update_bn(model.apply, variables, batches, train=True)"
+                )
+            record[path] = float(module.momentum)
         return next_fun(*args, **kwargs)
 
     return interceptor

@@ -98,6 +98,10 @@ def fuse(*transforms: GradientTransformation) -> GradientTransformation:
         _check_state_length(state, len(transforms), f"a chain of {len(transforms)} transforms")
         check_floating(updates, "updates")
         structure = jax.tree.structure(updates)
+        if jax.tree_util.treedef_is_leaf(structure):
+            # A bare array: one leaf, nothing to fuse, and a scalar ``count`` would be taken for a
+            # per-leaf field (its structure is the updates'); the chain itself is exact.
+            return reference.update(updates, state, params)
         expected = jax.eval_shape(reference.init, updates)
         masks = [_per_leaf_fields(s, e, updates, structure) for s, e in zip(state, expected, strict=True)]
         if params is not None:

@@ -196,22 +196,29 @@ def l2_norm(x: jax.Array) -> jax.Array:
 _SQUARE_UNDERFLOW = 1e-30
 
 
+def _plain_norm(leaves_: list[jax.Array], squared: jax.Array) -> jax.Array:
+    del leaves_
+    return jnp.sqrt(squared)
+
+
+def _rescaled_norm(leaves_: list[jax.Array], squared: jax.Array) -> jax.Array:
+    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0).astype(squared.dtype) for leaf in leaves_]))
+    usable = jnp.isfinite(largest) & (largest > 0)
+    divisor = jnp.where(usable, largest, 1.0)
+    total = jnp.zeros((), squared.dtype)
+    for leaf in leaves_:
+        total = total + jnp.sum(jnp.square(leaf.astype(squared.dtype) / divisor))
+    return jnp.where(usable, largest * jnp.sqrt(total), largest)
+
+
 def _norm_with_fallback(leaves_: Sequence[jax.Array], squared: jax.Array) -> jax.Array:
     """``sqrt(squared)``, or the rescaled norm when ``squared`` overflowed or (nearly) underflowed."""
     if not leaves_:
         return jnp.sqrt(squared)
-
-    def rescaled():
-        largest = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0).astype(squared.dtype) for leaf in leaves_]))
-        usable = jnp.isfinite(largest) & (largest > 0)
-        divisor = jnp.where(usable, largest, 1.0)
-        total = jnp.zeros((), squared.dtype)
-        for leaf in leaves_:
-            total = total + jnp.sum(jnp.square(leaf.astype(squared.dtype) / divisor))
-        return jnp.where(usable, largest * jnp.sqrt(total), largest)
-
     plain_ok = jnp.isfinite(squared) & (squared > _SQUARE_UNDERFLOW)
-    return jax.lax.cond(plain_ok, lambda: jnp.sqrt(squared), rescaled)
+    # Module-level branches taking operands (not fresh closures), so that outside jit the cond is
+    # traced and compiled once per shape instead of on every call (~0.3 s each on CPU).
+    return jax.lax.cond(plain_ok, _plain_norm, _rescaled_norm, list(leaves_), squared)
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

@@ -235,6 +235,8 @@ def test_update_bn_errors():
         update_bn(model.apply, variables, [], train=True)
     with pytest.raises(ValueError, match="batch_stats"):
         update_bn(model.apply, {"params": variables["params"]}, [x], train=True)
+    with pytest.raises(ValueError, match="training mode"):  # in inference mode BatchNorm gathers nothing
+        update_bn(model.apply, variables, [x], train=False)
 
 
 def test_update_bn_compiles_once_across_calls():

@@ -149,6 +149,19 @@ def test_none_leaves_pass_through(name):
     assert apply_updates(params, updates)["b"] is None
 
 
+@pytest.mark.parametrize("name", sorted(set(ALL) - {"masked", "partition"}))  # those two need keys
+def test_bare_array_equals_one_leaf_dict(name):
+    transform = ALL[name]()
+    params, grads = jnp.asarray(VECTOR), jnp.asarray(-2.0 * VECTOR)
+    state, boxed_state = transform.init(params), transform.init({"w": params})
+    for _ in range(2):
+        updates, state = transform.update(grads, state, params)
+        boxed, boxed_state = transform.update({"w": grads}, boxed_state, {"w": params})
+        # Not bit for bit: eagerly, the fused optimizers jit each leaf (XLA may fuse multiply-adds).
+        np.testing.assert_allclose(np.asarray(updates), np.asarray(boxed["w"]), rtol=1e-6)
+    assert_finite(updates)
+
+
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_scalar_leaves(name):
     # 0-d arrays, and Python floats in the gradients.

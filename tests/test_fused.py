@@ -72,10 +72,10 @@ def _warmup_cosine(count):
 
 ADAM_CASES = {
     "adamw": (dict(learning_rate=0.1, weight_decay=0.05), jnp.float32),
-    "adam": (dict(learning_rate=0.1), jnp.float32),
-    "adamw_nesterov_eps_root": (dict(learning_rate=0.1, weight_decay=0.05, nesterov=True, eps_root=1e-6), jnp.float32),
-    "adamw_bf16_moments": (dict(learning_rate=0.1, weight_decay=0.05, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
-                           jnp.float32),
+    "nadam_eps_root_bf16_moments": (
+        dict(learning_rate=0.1, nesterov=True, eps_root=1e-6, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+        jnp.float32,
+    ),
     "adamw_bf16_params": (dict(learning_rate=0.1, weight_decay=0.05), jnp.bfloat16),
     "adamw_schedules": (dict(learning_rate=_warmup_cosine, b1=lambda c: 0.9 - 0.1 / (c + 1.0), weight_decay=0.05),
                         jnp.float32),
@@ -162,3 +162,12 @@ def test_benchmark_quick_run():
     assert libs["optcompose bf16 state"]["state_MB"] == pytest.approx(50 * 64 * 2 * 2 / 1e6, rel=0.01)
     assert libs["optax"]["state_MB"] == pytest.approx(libs["optcompose"]["state_MB"], rel=0.01)
     assert all(r["step_ms"] > 0 and r["compile_s"] > 0 for r in libs.values())
+
+
+def test_same_shaped_leaves_share_one_traced_leaf_function():
+    params = {f"w{i}": jnp.full((4,), float(i)) for i in range(6)} | {"b": jnp.ones((2, 3))}
+    fused = fuse(*_adam_parts(0.1, weight_decay=0.01))
+    jaxpr = jax.make_jaxpr(lambda p, s: fused.update(p, s, p))(params, fused.init(params))
+    calls = [eqn for eqn in jaxpr.jaxpr.eqns if eqn.params.get("name") == "leaf_chain"]
+    assert len(calls) == 7
+    assert len({id(eqn.params["jaxpr"]) for eqn in calls}) == 2  # one per leaf signature

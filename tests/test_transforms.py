@@ -225,16 +225,12 @@ CASES = [
 ]
 
 
-# Eagerly, clip_by_global_norm costs a compilation per call (its lax.cond); one such case is enough.
-EAGER_CASES = [case for case in CASES if case.name != "clip_by_global_norm_low_precision"]
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_transform_matches_reference_jit(case):
     tr.check_case(case, "jit", CASES)
 
 
-@pytest.mark.parametrize("case", EAGER_CASES, ids=[c.name for c in EAGER_CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_transform_matches_reference_eager(case):
     tr.check_case(case, "eager")
 

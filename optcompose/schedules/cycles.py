@@ -45,7 +45,13 @@ def _interpolate(count: jax.Array, knots: Sequence[int], values: Sequence[jax.Ar
     return value
 
 
-def _check_onecycle(transition_steps: int, peak_value, pct_start: float, div_factor, final_div_factor):
+def _check_onecycle(
+    transition_steps: int,
+    peak_value: jax.typing.ArrayLike,
+    pct_start: float,
+    div_factor: float,
+    final_div_factor: float,
+) -> None:
     validate.integer_at_least("transition_steps", transition_steps, 1)
     validate.finite("peak_value", peak_value)
     validate.open_unit_interval("pct_start", pct_start)
