@@ -1,5 +1,7 @@
 """optcompose: composable gradient transformations for JAX, with Optax's vocabulary."""
 
+from optcompose import averaging, checkpoint, lr_finder, recipes, sharding
+from optcompose.averaging import swa, swa_learning_rate_schedule, update_bn
 from optcompose.base import (
     EmptyState,
     GradientTransformation,
@@ -17,7 +19,28 @@ from optcompose.base import (
     stateless,
 )
 from optcompose.hyperparams import Hyperparams, get_hyperparams, set_hyperparams
+from optcompose.inject import InjectHyperparamsState, inject_hyperparams
+from optcompose.lr_finder import lr_find
 from optcompose.optimizers import adagrad, adam, adamw, lamb, lars, rmsprop, sgd
+from optcompose.schedules import (
+    OneCycleSchedules,
+    constant_schedule,
+    cosine_decay_schedule,
+    cosine_onecycle_schedule,
+    cosine_warm_restarts_schedule,
+    exponential_decay,
+    join_schedules,
+    linear_onecycle_schedule,
+    linear_schedule,
+    one_cycle_schedule,
+    piecewise_constant_schedule,
+    polynomial_schedule,
+    sgdr_schedule,
+    warmup_constant_schedule,
+    warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
+)
+from optcompose.transforms.accumulation import MultiSteps, MultiStepsState
 from optcompose.transforms.adaptive import (
     ScaleByAdamState,
     ScaleByRmsState,
@@ -30,6 +53,7 @@ from optcompose.transforms.adaptive import (
 )
 from optcompose.transforms.clipping import ClipByGlobalNormState, ClipState, clip, clip_by_global_norm
 from optcompose.transforms.decay import AddDecayedWeightsState, add_decayed_weights
+from optcompose.transforms.guards import ApplyIfFiniteState, apply_if_finite
 from optcompose.transforms.momentum import EmaState, TraceState, ema, trace
 from optcompose.transforms.partition import MaskedNode, MaskedState, PartitionState, freeze, masked, partition
 from optcompose.transforms.scaling import (
@@ -60,10 +84,20 @@ __all__ = [
     "ScaleState", "ScaleByLearningRateState", "ScaleByScheduleState", "TraceState", "EmaState",
     "ScaleByRssState", "ScaleByRmsState", "ScaleByRStdDevState", "ScaleByAdamState", "AddDecayedWeightsState",
     "ScaleByTrustRatioState", "ClipState", "ClipByGlobalNormState", "MaskedState", "MaskedNode", "PartitionState",
+    # wrappers: guards and accumulation
+    "apply_if_finite", "ApplyIfFiniteState", "MultiSteps", "MultiStepsState",
     # optimizers
     "sgd", "adagrad", "rmsprop", "adam", "adamw", "lars", "lamb",
+    # schedules
+    "constant_schedule", "linear_schedule", "polynomial_schedule", "exponential_decay",
+    "piecewise_constant_schedule", "cosine_decay_schedule", "warmup_cosine_decay_schedule",
+    "warmup_constant_schedule", "warmup_exponential_decay_schedule", "join_schedules", "sgdr_schedule",
+    "cosine_warm_restarts_schedule", "cosine_onecycle_schedule", "linear_onecycle_schedule",
+    "one_cycle_schedule", "OneCycleSchedules",
     # hyperparameters as data
-    "Hyperparams", "get_hyperparams", "set_hyperparams",
-    # utilities
-    "global_norm",
+    "Hyperparams", "get_hyperparams", "set_hyperparams", "inject_hyperparams", "InjectHyperparamsState",
+    # training utilities
+    "swa", "swa_learning_rate_schedule", "update_bn", "lr_find", "global_norm",
+    # submodules
+    "recipes", "averaging", "lr_finder", "checkpoint", "sharding",
 ]

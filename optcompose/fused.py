@@ -24,6 +24,8 @@ whose masks are pytrees of the full parameters): each works leaf by leaf and on 
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from typing import Any
 
@@ -33,6 +35,9 @@ import jax.numpy as jnp
 from optcompose.base import GradientTransformation, _check_state_length, _check_transform, chain
 from optcompose.tree import NotFloatingError, check_floating, check_same_structure
 from optcompose.tree import map as tree_map
+
+
+_INLINE = os.environ.get('FUSE_INLINE') == '1'
 
 
 def _is_record(state: Any) -> bool:
@@ -85,7 +90,7 @@ def fuse(*transforms: GradientTransformation) -> GradientTransformation:
     transforms = tuple(_check_transform(f"fuse argument {i}", t) for i, t in enumerate(transforms))
     reference = chain(*transforms)
 
-    @jax.jit
+    @functools.partial(jax.jit, inline=_INLINE)
     def leaf_chain(update, param, states):
         new_states = []
         for transform, state in zip(transforms, states, strict=True):
@@ -96,12 +101,11 @@ def fuse(*transforms: GradientTransformation) -> GradientTransformation:
     def update(updates, state, params=None, **extra_args):
         del extra_args
         _check_state_length(state, len(transforms), f"a chain of {len(transforms)} transforms")
-        check_floating(updates, "updates")
         structure = jax.tree.structure(updates)
         if jax.tree_util.treedef_is_leaf(structure):
-            # A bare array: one leaf, nothing to fuse, and a scalar ``count`` would be taken for a
-            # per-leaf field (its structure is the updates'); the chain itself is exact.
+            # A bare array (or None): nothing to share, and a scalar count would look per-leaf.
             return reference.update(updates, state, params)
+        check_floating(updates, "updates")
         expected = jax.eval_shape(reference.init, updates)
         masks = [_per_leaf_fields(s, e, updates, structure) for s, e in zip(state, expected, strict=True)]
         if params is not None:

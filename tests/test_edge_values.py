@@ -272,7 +272,7 @@ def _all_schedules():
 
 SCHEDULES = _all_schedules()
 HUGE_COUNTS = [INT32_MAX, jnp.asarray(INT32_MAX, jnp.int32), jnp.asarray(INT32_MAX - 1, jnp.int32), 2**62,
-               np.int64(2**62), np.iinfo(np.int64).max]
+               np.int64(2**62), np.iinfo(np.int64).max, 2**70]
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))

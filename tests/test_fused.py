@@ -126,6 +126,13 @@ def test_fused_eager_update_matches_chain_and_hyperparams_stay_settable():
     assert float(get_hyperparams(state_f)["learning_rate"]) == pytest.approx(0.02)
 
 
+def test_fused_bare_array_and_empty_tree():
+    parts = _adam_parts(0.1, weight_decay=0.01)
+    plain, fused = chain(*parts), fuse(*parts)
+    for params in (jnp.arange(3.0), {}):
+        _assert_same(plain.update(params, plain.init(params), params), fused.update(params, fused.init(params), params))
+
+
 def test_fused_errors_match_the_chain():
     params = _params()
     fused = fuse(*_adam_parts(0.1, weight_decay=0.01))

@@ -65,7 +65,7 @@ def zeros_shaped_like(shapes: Any) -> Any:
 
 
 def cast_like_state(new_state: Any, old_state: Any) -> Any:
-    """``new_state`` with each leaf cast to the dtype (and weak type) of ``old_state``'s leaf.
+    """``new_state`` with each leaf cast to the dtype of ``old_state``'s matching leaf.
 
     Lets ``lax.cond`` pick between an inner transform's old and new state even when the inner
     transform (an Optax one, say) lets a dtype drift, and keeps the state's dtypes fixed.
