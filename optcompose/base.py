@@ -115,7 +115,9 @@ def _check_transform(name: str, transform: Any) -> GradientTransformation:
 
 def _check_state_length(state: Any, expected: int, what: str) -> None:
     if not isinstance(state, (tuple, list)) or len(state) != expected:
-        got = f"{type(state).__name__} of length {len(state)}" if isinstance(state, (tuple, list)) else type(state).__name__
+        got = type(state).__name__
+        if isinstance(state, (tuple, list)):
+            got += f" of length {len(state)}"
         raise ValueError(f"state of {what} must be a tuple of {expected} states, got {got}")
 
 
@@ -132,7 +134,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     def update(updates, state, params=None, **extra_args):
         _check_state_length(state, len(transforms), f"a chain of {len(transforms)} transforms")
         new_state = []
-        for transform, inner_state in zip(transforms, state):
+        for transform, inner_state in zip(transforms, state, strict=True):
             updates, inner_state = transform.update(updates, inner_state, params, **extra_args)
             new_state.append(inner_state)
         return updates, tuple(new_state)

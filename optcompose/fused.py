@@ -4,10 +4,13 @@
 and lowered op by op, transform by transform. ``fuse(a, b, c)`` computes the same thing the other
 way round: one function runs the whole chain on *one* leaf (``a.update``, then ``b.update``, then
 ``c.update``, each given that leaf and its slice of the state), and that function is wrapped in
-``jax.jit``, so all leaves of one shape and dtype share one trace and one lowered function. A
-2000-leaf AdamW step traces about three times faster; the program XLA compiles is the same (the
-calls are inlined: each leaf still becomes one elementwise loop per output buffer, and
-``apply_updates`` fuses into the parameter's loop).
+``jax.jit``, so all leaves of one shape and dtype share one trace and one lowered function. For a
+2000-leaf AdamW step, tracing and lowering take about a third of the chain's time (1.9 s instead
+of 6.8 s on our 2-core machine); XLA, which inlines the calls, then spends ~2 s more (20 s instead
+of 18 s), so the whole compile is ~10 % shorter. The compiled program has the same fusions as the
+chain's (each leaf still one elementwise loop per output buffer, ``apply_updates`` fused into the
+parameter's loop, the repeated scalar work merged), so a step runs at the same speed. Called
+eagerly, each leaf is one compiled call instead of one dispatch per operation.
 
 Nothing is re-implemented: each transform's own ``update`` runs, on a single-leaf pytree. The
 fields of a transform's state that mirror the updates' structure (``mu``, ``nu``, ``trace``) are
@@ -24,8 +27,6 @@ whose masks are pytrees of the full parameters): each works leaf by leaf and on 
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 from typing import Any
 
@@ -35,9 +36,6 @@ import jax.numpy as jnp
 from optcompose.base import GradientTransformation, _check_state_length, _check_transform, chain
 from optcompose.tree import NotFloatingError, check_floating, check_same_structure
 from optcompose.tree import map as tree_map
-
-
-_INLINE = os.environ.get('FUSE_INLINE') == '1'
 
 
 def _is_record(state: Any) -> bool:
@@ -90,7 +88,7 @@ def fuse(*transforms: GradientTransformation) -> GradientTransformation:
     transforms = tuple(_check_transform(f"fuse argument {i}", t) for i, t in enumerate(transforms))
     reference = chain(*transforms)
 
-    @functools.partial(jax.jit, inline=_INLINE)
+    @jax.jit
     def leaf_chain(update, param, states):
         new_states = []
         for transform, state in zip(transforms, states, strict=True):
