@@ -7,10 +7,13 @@ way round: one function runs the whole chain on *one* leaf (``a.update``, then `
 ``jax.jit``, so all leaves of one shape and dtype share one trace and one lowered function. For a
 2000-leaf AdamW step, tracing and lowering take about a third of the chain's time (1.9 s instead
 of 6.8 s on our 2-core machine); XLA, which inlines the calls, then spends ~2 s more (20 s instead
-of 18 s), so the whole compile is ~10 % shorter. The compiled program has the same fusions as the
-chain's (each leaf still one elementwise loop per output buffer, ``apply_updates`` fused into the
-parameter's loop, the repeated scalar work merged), so a step runs at the same speed. Called
-eagerly, each leaf is one compiled call instead of one dispatch per operation.
+of 18 s). The compiled program has the same fusions as the chain's (each leaf still one
+elementwise loop per output buffer, ``apply_updates`` fused into the parameter's loop, the repeated
+scalar work merged), so a step runs at the same speed. ``fuse`` is opt-in (the optimizers in
+``optcompose.optimizers`` are plain chains): it pays off where tracing is paid and XLA's compile
+is not, as with JAX's persistent compilation cache, and for eager (un-jitted) updates, where each
+leaf is one compiled call instead of one dispatch per operation. Do not build it anew every step
+(as a factory called inside ``inject_hyperparams`` would): each new ``fuse`` traces afresh.
 
 Nothing is re-implemented: each transform's own ``update`` runs, on a single-leaf pytree. The
 fields of a transform's state that mirror the updates' structure (``mu``, ``nu``, ``trace``) are

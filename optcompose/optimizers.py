@@ -11,7 +11,6 @@ from typing import Any
 
 from optcompose import validate
 from optcompose.base import GradientTransformation, ScalarOrSchedule, chain, identity
-from optcompose.fused import fuse
 from optcompose.transforms.adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
 from optcompose.transforms.decay import add_decayed_weights
 from optcompose.transforms.momentum import trace
@@ -35,8 +34,7 @@ def sgd(
     if momentum is None and nesterov:
         raise ValueError("nesterov=True needs a momentum value")
     validate.unit_interval("momentum", momentum)
-    # fuse = chain, traced leaf by leaf (optcompose.fused): the same state and numbers.
-    return fuse(
+    return chain(
         trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
         if momentum is not None
         else identity(),
@@ -116,7 +114,7 @@ def adam(
     ``weight_decay`` does with ``chain(add_decayed_weights(wd), adam(lr))``.
     """
     validate.non_negative("learning_rate", learning_rate)
-    return fuse(  # fuse = chain, traced leaf by leaf (optcompose.fused): the same state and numbers.
+    return chain(
         scale_by_adam(
             b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
         ),
@@ -146,9 +144,7 @@ def adamw(
     ``mask`` limits the decay to some leaves.
     """
     validate.non_negative("learning_rate", learning_rate)
-    # fuse = chain, traced leaf by leaf (optcompose.fused); a mask needs the whole tree: chain.
-    combine = chain if mask is not None else fuse
-    return combine(
+    return chain(
         scale_by_adam(
             b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
         ),
@@ -206,9 +202,7 @@ def lamb(
     """
     validate.non_negative("learning_rate", learning_rate)
     trust_ratio = scale_by_trust_ratio()
-    # fuse = chain, traced leaf by leaf (optcompose.fused); masks need the whole tree: chain.
-    combine = chain if mask is not None or trust_ratio_mask is not None else fuse
-    return combine(
+    return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
         add_decayed_weights(weight_decay=weight_decay, mask=mask),
         trust_ratio if trust_ratio_mask is None else masked(trust_ratio, trust_ratio_mask),
