@@ -18,6 +18,7 @@ from optcompose.base import (
     set_to_zero,
     stateless,
 )
+from optcompose.fused import fuse
 from optcompose.hyperparams import Hyperparams, get_hyperparams, set_hyperparams
 from optcompose.inject import InjectHyperparamsState, inject_hyperparams
 from optcompose.lr_finder import lr_find
@@ -73,7 +74,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # core
-    "GradientTransformation", "GradientTransformationExtraArgs", "EmptyState", "chain", "named_chain",
+    "GradientTransformation", "GradientTransformationExtraArgs", "EmptyState", "chain", "named_chain", "fuse",
     "identity", "set_to_zero", "stateless", "apply_updates",
     "Params", "Updates", "OptState", "Schedule", "ScalarOrSchedule",
     # transforms
