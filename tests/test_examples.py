@@ -23,6 +23,7 @@ RUNS = {
     "one_cycle_vs_cosine.py": (["--epochs", "1"], ["one_cycle_vs_cosine.png"]),
     "swa.py": (["--epochs", "2"], ["swa.png"]),
     "custom_optimizer.py": (["--epochs", "1"], ["lion_vs_adamw.png"]),
+    "schedules.py": (["--steps", "40"], ["schedules.png"]),
 }
 
 
