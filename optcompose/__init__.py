@@ -19,7 +19,7 @@ from optcompose.base import (
     stateless,
 )
 from optcompose.fused import fuse
-from optcompose.hyperparams import Hyperparams, get_hyperparams, set_hyperparams
+from optcompose.hyperparams import Hyperparams, get_hyperparams, rename_hyperparams, set_hyperparams
 from optcompose.inject import InjectHyperparamsState, inject_hyperparams
 from optcompose.lr_finder import lr_find
 from optcompose.optimizers import adagrad, adam, adamw, lamb, lars, rmsprop, sgd
@@ -41,7 +41,7 @@ from optcompose.schedules import (
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
 )
-from optcompose.transforms.accumulation import MultiSteps, MultiStepsState
+from optcompose.transforms.accumulation import MultiSteps, MultiStepsState, skip_large_updates, skip_not_finite
 from optcompose.transforms.adaptive import (
     ScaleByAdamState,
     ScaleByRmsState,
@@ -66,9 +66,11 @@ from optcompose.transforms.scaling import (
     scale_by_schedule,
 )
 from optcompose.transforms.trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
-from optcompose.tree import global_norm
+from optcompose.tree import NotFloatingError, global_norm, safe_increment
 
-multi_transform = partition  # Optax's older name for partition; the same function.
+# Optax's older names for partition and its state; the same objects.
+multi_transform = partition
+MultiTransformState = PartitionState
 
 __version__ = "0.1.0"
 
@@ -81,12 +83,14 @@ __all__ = [
     "scale", "scale_by_learning_rate", "scale_by_schedule", "trace", "ema",
     "scale_by_rss", "scale_by_rms", "scale_by_stddev", "scale_by_adam", "add_decayed_weights",
     "scale_by_trust_ratio", "clip", "clip_by_global_norm", "masked", "partition", "multi_transform", "freeze",
+    "rename_hyperparams",
     # transform states
     "ScaleState", "ScaleByLearningRateState", "ScaleByScheduleState", "TraceState", "EmaState",
     "ScaleByRssState", "ScaleByRmsState", "ScaleByRStdDevState", "ScaleByAdamState", "AddDecayedWeightsState",
     "ScaleByTrustRatioState", "ClipState", "ClipByGlobalNormState", "MaskedState", "MaskedNode", "PartitionState",
+    "MultiTransformState",
     # wrappers: guards and accumulation
-    "apply_if_finite", "ApplyIfFiniteState", "MultiSteps", "MultiStepsState",
+    "apply_if_finite", "ApplyIfFiniteState", "MultiSteps", "MultiStepsState", "skip_not_finite", "skip_large_updates",
     # optimizers
     "sgd", "adagrad", "rmsprop", "adam", "adamw", "lars", "lamb",
     # schedules
@@ -98,7 +102,8 @@ __all__ = [
     # hyperparameters as data
     "Hyperparams", "get_hyperparams", "set_hyperparams", "inject_hyperparams", "InjectHyperparamsState",
     # training utilities
-    "swa", "swa_learning_rate_schedule", "update_bn", "lr_find", "global_norm",
+    "swa", "swa_learning_rate_schedule", "update_bn", "lr_find", "global_norm", "safe_increment",
+    "NotFloatingError",
     # submodules
     "recipes", "averaging", "lr_finder", "checkpoint", "sharding",
 ]

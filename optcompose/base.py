@@ -89,9 +89,9 @@ def set_to_zero() -> GradientTransformation:
 
 
 def stateless(
-    update_fn: Callable[[Updates, Params | None], Updates],
+    f: Callable[[Updates, Params | None], Updates],
 ) -> GradientTransformation:
-    """Lifts ``update_fn(updates, params) -> updates`` to a transform with an empty state."""
+    """Lifts ``f(updates, params) -> updates`` to a transform with an empty state."""
 
     def init(params: Params) -> EmptyState:
         del params
@@ -99,7 +99,7 @@ def stateless(
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
-        return update_fn(updates, params), state
+        return f(updates, params), state
 
     return GradientTransformation(init, update)
 

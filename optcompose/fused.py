@@ -24,8 +24,12 @@ summation order per fusion), the state is the chain's state (``state[0].mu``, ``
 and ``set_hyperparams`` work unchanged; checkpoints are interchangeable), and the errors are the
 chain's.
 
-Requirements on the transforms (met by every optcompose transform except ``masked``/``partition``,
-whose masks are pytrees of the full parameters): each works leaf by leaf and on an empty pytree.
+Only transforms that work leaf by leaf can be fused: ``fuse`` accepts the element-wise and per-leaf
+pieces listed in ``LEAFWISE`` and raises ``TypeError`` for anything else, such as
+``clip_by_global_norm`` (one norm over all leaves), ``masked``/``partition`` (masks are pytrees of the
+whole parameters), wrappers, user ``stateless`` functions and nested chains (pass the pieces:
+``fuse(scale_by_adam(), add_decayed_weights(wd), scale_by_learning_rate(lr))``, not
+``fuse(adamw(lr))``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,43 @@ import jax.numpy as jnp
 from optcompose.base import GradientTransformation, _check_state_length, _check_transform, chain
 from optcompose.tree import NotFloatingError, check_floating, check_same_structure
 from optcompose.tree import map as tree_map
+
+# (module, factory) of every transform whose update works leaf by leaf and on an empty pytree.
+LEAFWISE = frozenset(
+    {
+        ("optcompose.base", "identity"),
+        ("optcompose.base", "set_to_zero"),
+        ("optcompose.transforms.scaling", "scale"),
+        ("optcompose.transforms.scaling", "scale_by_learning_rate"),
+        ("optcompose.transforms.scaling", "scale_by_schedule"),
+        ("optcompose.transforms.momentum", "trace"),
+        ("optcompose.transforms.momentum", "ema"),
+        ("optcompose.transforms.adaptive", "scale_by_rss"),
+        ("optcompose.transforms.adaptive", "scale_by_rms"),
+        ("optcompose.transforms.adaptive", "scale_by_stddev"),
+        ("optcompose.transforms.adaptive", "scale_by_adam"),
+        ("optcompose.transforms.decay", "add_decayed_weights"),
+        ("optcompose.transforms.trust_ratio", "scale_by_trust_ratio"),
+        ("optcompose.transforms.clipping", "clip"),
+    }
+)
+
+
+def _factory_of(transform: GradientTransformation) -> tuple[str, str]:
+    update = transform.update
+    return getattr(update, "__module__", ""), getattr(update, "__qualname__", "").split(".<locals>")[0]
+
+
+def _check_leafwise(index: int, transform: GradientTransformation) -> None:
+    module, factory = _factory_of(transform)
+    if (module, factory) not in LEAFWISE:
+        raise TypeError(
+            f"fuse argument {index} ({factory or type(transform).__name__}) does not work leaf by leaf, so "
+            "fusing it would change its numbers; fuse takes element-wise and per-leaf pieces only "
+            "(see optcompose.fused.LEAFWISE): pass the pieces of a chain, e.g. fuse(scale_by_adam(), "
+            "add_decayed_weights(wd), scale_by_learning_rate(lr)), and keep global or masked transforms "
+            "in a chain around it"
+        )
 
 
 def _is_record(state: Any) -> bool:
@@ -89,6 +130,8 @@ def fuse(*transforms: GradientTransformation) -> GradientTransformation:
     chains of per-leaf transforms over many parameters. ``extra_args`` are not forwarded.
     """
     transforms = tuple(_check_transform(f"fuse argument {i}", t) for i, t in enumerate(transforms))
+    for index, transform in enumerate(transforms):
+        _check_leafwise(index, transform)
     reference = chain(*transforms)
 
     @jax.jit

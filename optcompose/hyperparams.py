@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from optcompose import validate
+from optcompose.base import GradientTransformation
 from optcompose.tree import path_str
 
 HYPERPARAM_DTYPE = jnp.float32
@@ -208,3 +209,32 @@ def set_hyperparams(opt_state: Any, values: Mapping[str, Any] | None = None, /, 
         return node
 
     return jax.tree_util.tree_map_with_path(replace, opt_state, is_leaf=_is_node)
+
+
+def _rename_nodes(state: Any, names: Mapping[str, str]) -> Any:
+    def rename(node: Any) -> Any:
+        if not isinstance(node, Hyperparams):
+            return node
+        values = {names.get(k, k): v for k, v in node.items()}
+        return Hyperparams(values, frozenset(names.get(k, k) for k in node.scheduled))
+
+    return jax.tree.map(rename, state, is_leaf=lambda x: isinstance(x, Hyperparams))
+
+
+def rename_hyperparams(inner: Any, names: Mapping[str, str]) -> Any:
+    """``inner`` with some hyperparameters stored (and so read and set) under other names.
+
+    Optimizers use it so that the names in the state are their own arguments' names: ``sgd``'s
+    momentum is ``trace``'s ``decay`` inside, but ``get_hyperparams(sgd(...).init(p))`` reports
+    ``momentum`` and ``set_hyperparams(state, momentum=0.5)`` works. The wrapper adds no state.
+    """
+    inverse = {new: old for old, new in names.items()}
+
+    def init(params):
+        return _rename_nodes(inner.init(params), names)
+
+    def update(updates, state, params=None, **extra_args):
+        updates, state = inner.update(updates, _rename_nodes(state, inverse), params, **extra_args)
+        return updates, _rename_nodes(state, names)
+
+    return GradientTransformation(init, update)

@@ -11,12 +11,21 @@ from typing import Any
 
 from optcompose import validate
 from optcompose.base import GradientTransformation, ScalarOrSchedule, chain, identity
+from optcompose.hyperparams import rename_hyperparams
 from optcompose.transforms.adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
 from optcompose.transforms.decay import add_decayed_weights
 from optcompose.transforms.momentum import trace
 from optcompose.transforms.partition import masked
 from optcompose.transforms.scaling import scale_by_learning_rate
 from optcompose.transforms.trust_ratio import scale_by_trust_ratio
+
+
+def _momentum(
+    momentum: ScalarOrSchedule, nesterov: bool, accumulator_dtype: Any | None = None
+) -> GradientTransformation:
+    """``trace`` whose hyperparameter is named ``momentum`` in the state, as the optimizers call it."""
+    heavy_ball = trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
+    return rename_hyperparams(heavy_ball, {"decay": "momentum"})
 
 
 def sgd(
@@ -35,7 +44,7 @@ def sgd(
         raise ValueError("nesterov=True needs a momentum value")
     validate.unit_interval("momentum", momentum)
     return chain(
-        trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
+        _momentum(momentum, nesterov, accumulator_dtype)
         if momentum is not None
         else identity(),
         scale_by_learning_rate(learning_rate),
@@ -93,7 +102,7 @@ def rmsprop(
             bias_correction=bias_correction,
         ),
         scale_by_learning_rate(learning_rate),
-        trace(decay=momentum, nesterov=nesterov) if momentum is not None else identity(),
+        _momentum(momentum, nesterov) if momentum is not None else identity(),
     )
 
 
@@ -178,7 +187,7 @@ def lars(
         add_decayed_weights(weight_decay, mask=weight_decay_mask),
         masked(scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps), trust_ratio_mask),
         scale_by_learning_rate(learning_rate),
-        trace(decay=momentum, nesterov=nesterov),
+        _momentum(momentum, nesterov),
     )
 
 
@@ -201,7 +210,8 @@ def lamb(
     ``trust_ratio_mask`` (our addition) keeps biases and normalization scales at ratio 1.
     """
     validate.non_negative("learning_rate", learning_rate)
-    trust_ratio = scale_by_trust_ratio()
+    # Named apart from Adam's eps, so get/set_hyperparams(eps=...) means lamb's own eps.
+    trust_ratio = rename_hyperparams(scale_by_trust_ratio(), {"eps": "trust_ratio_eps"})
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
         add_decayed_weights(weight_decay=weight_decay, mask=mask),

@@ -171,14 +171,14 @@ def squared_norm(tree: Any) -> jax.Array:
     return total
 
 
-def global_norm(tree: Any) -> jax.Array:
+def global_norm(updates: Any) -> jax.Array:
     """The l2 norm of all leaves together: ``sqrt(sum_leaves sum_i x_i^2)``.
 
     When the plain sum of squares overflows float32 (entries above ~1e19) or underflows (below
     ~1e-19), the norm is recomputed as ``m * sqrt(sum (x / m)^2)`` with ``m`` the largest
     magnitude, so it stays finite and accurate; ``lax.cond`` runs that second pass only then.
     """
-    leaves_ = [jnp.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+    leaves_ = [jnp.asarray(leaf) for leaf in jax.tree.leaves(updates)]
     return _norm_with_fallback(leaves_, squared_norm(leaves_))
 
 

@@ -119,7 +119,7 @@ def test_linen_train_state(name):
 
     # Hyperparameters as data through TrainState.replace: a zero learning rate freezes the
     # parameters, without a new trace (LARS's momentum comes after the learning rate: zero it too).
-    zero = {"learning_rate": 0.0, **({"decay": 0.0} if name == "lars" else {})}
+    zero = {"learning_rate": 0.0, **({"momentum": 0.0} if name == "lars" else {})}
     frozen = state.replace(opt_state=set_hyperparams(state.opt_state, zero))
     assert float(get_hyperparams(frozen.opt_state)["learning_rate"]) == 0.0
     after, _ = train_step(frozen, x[0], y[0])

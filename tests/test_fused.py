@@ -178,3 +178,19 @@ def test_same_shaped_leaves_share_one_traced_leaf_function():
     calls = [eqn for eqn in jaxpr.jaxpr.eqns if eqn.params.get("name") == "leaf_chain"]
     assert len(calls) == 7
     assert len({id(eqn.params["jaxpr"]) for eqn in calls}) == 2  # one per leaf signature
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: __import__("optcompose").clip_by_global_norm(1.0),
+        lambda: __import__("optcompose").adamw(0.1),
+        lambda: __import__("optcompose").add_decayed_weights(0.1, mask={"a": True}),
+        lambda: __import__("optcompose").stateless(lambda u, p: u),
+    ],
+    ids=["global_norm", "nested_chain", "masked", "stateless"],
+)
+def test_fuse_refuses_transforms_that_are_not_leafwise(make):
+    # Fusing clip_by_global_norm would clip each leaf by its own norm: silently wrong numbers.
+    with pytest.raises(TypeError, match="leaf by leaf"):
+        fuse(make(), scale_by_learning_rate(0.1))

@@ -122,13 +122,14 @@ def test_set_takes_effect_next_step_without_recompiling():
     state = tx.init(PARAMS)
     updates, state = step(state, GRADS)
     np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.1 * 2.0))
-    state = set_hyperparams(state, learning_rate=0.01, decay=0.5)
+    state = set_hyperparams(state, learning_rate=0.01, momentum=0.5)
     updates, state = step(state, GRADS)
     # velocity 0.5 * 2 + 2 = 3, times the new learning rate.
     np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.01 * 3.0), rtol=1e-6)
     assert len(traces) == 1
     assert step._cache_size() == 1
-    assert _as_floats(get_hyperparams(state)) == pytest.approx({"max_norm": 100.0, "decay": 0.5, "learning_rate": 0.01})
+    expected = {"max_norm": 100.0, "momentum": 0.5, "learning_rate": 0.01}
+    assert _as_floats(get_hyperparams(state)) == pytest.approx(expected)
 
 
 def test_set_does_not_mutate_the_old_state():

@@ -192,7 +192,7 @@ def test_nadam_first_step():
 @pytest.mark.parametrize(
     "make, expected",
     [
-        (lambda: sgd(0.1, momentum=0.9), {"learning_rate": 0.1, "decay": 0.9}),
+        (lambda: sgd(0.1, momentum=0.9), {"learning_rate": 0.1, "momentum": 0.9}),
         (lambda: adagrad(0.2, eps=1e-10), {"learning_rate": 0.2, "eps": 1e-10}),
         (
             lambda: rmsprop(0.01, decay=0.99, eps=1e-8, centered=True, momentum=0.5),
