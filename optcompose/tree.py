@@ -157,8 +157,6 @@ def map(fn: Callable[..., Any], tree: Any, *rest: Any, names: Sequence[str] | No
         raise
 
 
-def leaves(tree: Any) -> list[Any]:
-    return jax.tree.leaves(tree)
 
 
 def squared_norm(tree: Any) -> jax.Array:
@@ -237,15 +235,8 @@ def full_like(tree: Any, value: float, dtype: Any = None) -> Any:
     return jax.tree.map(lambda x: jnp.full(jnp.shape(x), value, dtype or jnp.asarray(x).dtype), tree)
 
 
-def cast_like(tree: Any, like: Any) -> Any:
-    """Casts each leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
-    return jax.tree.map(lambda x, y: jnp.asarray(x).astype(jnp.asarray(y).dtype), tree, like)
 
 
-def resolve_mask(mask: Any, params: Any, argument: str = "mask") -> Any:
-    """A mask given as a pytree of bools or as ``fn(params) -> pytree of bools``, evaluated."""
-    resolved = mask(params) if callable(mask) else mask
-    return resolved
 
 
 def unzip(pairs: Any, like: Any, width: int) -> tuple[Any, ...]:
