@@ -46,6 +46,7 @@ import pytrees  # noqa: E402
 from optcompose import optimizers as oc  # noqa: E402
 from optcompose.base import apply_updates  # noqa: E402
 from optcompose.fused import fuse  # noqa: E402
+from optcompose.stepping import step as optcompose_step  # noqa: E402
 from optcompose.transforms.adaptive import scale_by_adam  # noqa: E402
 from optcompose.transforms.decay import add_decayed_weights  # noqa: E402
 from optcompose.transforms.momentum import trace  # noqa: E402
@@ -127,14 +128,17 @@ def torch_optimizer(name: str, params: list, impl: str):
 
 class JaxRunner:
     def __init__(
-        self, label: str, tx, apply: Callable, params: list[np.ndarray], grads_tree: Any, treedef,
+        self, label: str, tx, apply: Callable | None, params: list[np.ndarray], grads_tree: Any, treedef,
         compiler_options: dict | None = None,
     ):
+        """``apply=None`` steps with ``optcompose.step``; otherwise ``tx.update`` then ``apply``."""
         self.label = label
         device_params = treedef.unflatten([jnp.asarray(p) for p in params])
         self.grads = grads_tree
 
         def step(p, s, g):
+            if apply is None:
+                return optcompose_step(tx, g, s, p)
             updates, s = tx.update(g, s, p)
             return apply(p, updates), s
 
@@ -243,13 +247,16 @@ def run_case(case: str, shapes: Any, optimizer: str, args) -> dict:
     jax_runner = functools.partial(JaxRunner, compiler_options=options)
 
     if "optcompose" in args.libraries:
-        runners.append(jax_runner("optcompose", optcompose_tx(optimizer), apply_updates, params, grads, treedef))
+        runners.append(jax_runner("optcompose step", optcompose_tx(optimizer), None, params, grads, treedef))
+        runners.append(
+            jax_runner("optcompose update+apply", optcompose_tx(optimizer), apply_updates, params, grads, treedef)
+        )
         if args.fused:
             fused = optcompose_fused_tx(optimizer)
             runners.append(jax_runner("optcompose fuse()", fused, apply_updates, params, grads, treedef))
         if args.bf16_moments and optimizer in ("adamw", "sgd"):
             tx = optcompose_tx(optimizer, moment_dtype=jnp.bfloat16)
-            runners.append(jax_runner("optcompose bf16 state", tx, apply_updates, params, grads, treedef))
+            runners.append(jax_runner("optcompose step, bf16 state", tx, None, params, grads, treedef))
     if "optax" in args.libraries:
         import optax
 

@@ -137,8 +137,10 @@ def make_trainer(model: nn.Module, optimizer: oc.GradientTransformation, sample:
         state = {k: v for k, v in variables.items() if k != "params"}
         lr = learning_rate_of(opt_state)
         (value, state), grads = jax.value_and_grad(loss, has_aux=True)(params, state, x, y)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return {"params": oc.apply_updates(params, updates), **state}, opt_state, value, lr
+        # One pass over memory for the optimizers with a kernel (sgd, adam, adamw, lamb); any other
+        # transform is tx.update + apply_updates, with the same numbers.
+        params, opt_state = oc.step(optimizer, grads, opt_state, params)
+        return {"params": params, **state}, opt_state, value, lr
 
     @jax.jit
     def evaluate(variables, x, y):

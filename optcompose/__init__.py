@@ -41,6 +41,8 @@ from optcompose.schedules import (
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
 )
+from optcompose.stepping import step
+from optcompose.train_state import TrainState
 from optcompose.transforms.accumulation import MultiSteps, MultiStepsState, skip_large_updates, skip_not_finite
 from optcompose.transforms.adaptive import (
     ScaleByAdamState,
@@ -77,7 +79,7 @@ __version__ = "0.1.0"
 __all__ = [
     # core
     "GradientTransformation", "GradientTransformationExtraArgs", "EmptyState", "chain", "named_chain", "fuse",
-    "identity", "set_to_zero", "stateless", "apply_updates",
+    "identity", "set_to_zero", "stateless", "apply_updates", "step", "TrainState",
     "Params", "Updates", "OptState", "Schedule", "ScalarOrSchedule",
     # transforms
     "scale", "scale_by_learning_rate", "scale_by_schedule", "trace", "ema",

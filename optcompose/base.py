@@ -139,6 +139,11 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_state.append(inner_state)
         return updates, tuple(new_state)
 
+    if transforms and getattr(transforms[-1].update, "_optcompose_step_plan", None) is not None:
+        # optcompose.step can still take the last optimizer's one-pass step after the others.
+        from optcompose.stepping import PrefixPlan, attach_plan, plan_of
+
+        attach_plan(GradientTransformation(init, update), PrefixPlan(transforms[:-1], plan_of(transforms[-1])))
     return GradientTransformation(init, update)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 from optcompose import validate
 from optcompose.base import GradientTransformation, ScalarOrSchedule, chain, identity
 from optcompose.hyperparams import rename_hyperparams
+from optcompose.step_plans import AdamPlan, SgdPlan
+from optcompose.stepping import attach_plan
 from optcompose.transforms.adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
 from optcompose.transforms.decay import add_decayed_weights
 from optcompose.transforms.momentum import trace
@@ -43,12 +45,10 @@ def sgd(
     if momentum is None and nesterov:
         raise ValueError("nesterov=True needs a momentum value")
     validate.unit_interval("momentum", momentum)
-    return chain(
-        _momentum(momentum, nesterov, accumulator_dtype)
-        if momentum is not None
-        else identity(),
-        scale_by_learning_rate(learning_rate),
-    )
+    if momentum is None:
+        return chain(identity(), scale_by_learning_rate(learning_rate))
+    heavy_ball, rate = _momentum(momentum, nesterov, accumulator_dtype), scale_by_learning_rate(learning_rate)
+    return attach_plan(chain(heavy_ball, rate), SgdPlan(heavy_ball, rate, nesterov))
 
 
 def adagrad(
@@ -123,12 +123,11 @@ def adam(
     ``weight_decay`` does with ``chain(add_decayed_weights(wd), adam(lr))``.
     """
     validate.non_negative("learning_rate", learning_rate)
-    return chain(
-        scale_by_adam(
-            b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
-        ),
-        scale_by_learning_rate(learning_rate),
+    moments = scale_by_adam(
+        b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
     )
+    rate = scale_by_learning_rate(learning_rate)
+    return attach_plan(chain(moments, rate), AdamPlan(moments, rate, nesterov))
 
 
 def adamw(
@@ -153,13 +152,12 @@ def adamw(
     ``mask`` limits the decay to some leaves.
     """
     validate.non_negative("learning_rate", learning_rate)
-    return chain(
-        scale_by_adam(
-            b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
-        ),
-        add_decayed_weights(weight_decay, mask),
-        scale_by_learning_rate(learning_rate),
+    moments = scale_by_adam(
+        b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype
     )
+    decay, rate = add_decayed_weights(weight_decay), scale_by_learning_rate(learning_rate)
+    transform = chain(moments, decay if mask is None else masked(decay, mask), rate)
+    return attach_plan(transform, AdamPlan(moments, rate, nesterov, decay=decay, decay_mask=mask))
 
 
 def lars(
@@ -212,9 +210,15 @@ def lamb(
     validate.non_negative("learning_rate", learning_rate)
     # Named apart from Adam's eps, so get/set_hyperparams(eps=...) means lamb's own eps.
     trust_ratio = rename_hyperparams(scale_by_trust_ratio(), {"eps": "trust_ratio_eps"})
-    return chain(
-        scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
-        add_decayed_weights(weight_decay=weight_decay, mask=mask),
+    moments = scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    decay, rate = add_decayed_weights(weight_decay=weight_decay), scale_by_learning_rate(learning_rate)
+    transform = chain(
+        moments,
+        decay if mask is None else masked(decay, mask),
         trust_ratio if trust_ratio_mask is None else masked(trust_ratio, trust_ratio_mask),
-        scale_by_learning_rate(learning_rate),
+        rate,
     )
+    plan = AdamPlan(
+        moments, rate, decay=decay, decay_mask=mask, trust_ratio=trust_ratio, trust_ratio_mask=trust_ratio_mask
+    )
+    return attach_plan(transform, plan)

@@ -112,12 +112,17 @@ def _gradient(w: jax.Array, noise: jax.Array) -> jax.Array:
     return (noise.astype(jnp.float32) + GRAD_PARAM_COUPLING * w.astype(jnp.float32)).astype(w.dtype)
 
 
-def _step(tx: Any, apply_updates: Callable[[Any, Any], Any]):
+def _step(tx: Any, apply_updates: Callable[[Any, Any], Any], one_pass: bool = False):
+    from optcompose.stepping import step as one_pass_step
+
     def step(carry, noise_t):
         params, state = carry
         grads = jax.tree.map(_gradient, params, noise_t)
-        updates, state = tx.update(grads, state, params)
-        params = apply_updates(params, updates)
+        if one_pass:
+            params, state = one_pass_step(tx, grads, state, params)
+        else:
+            updates, state = tx.update(grads, state, params)
+            params = apply_updates(params, updates)
         return (params, state), params
 
     return step
@@ -128,18 +133,19 @@ def _replicate(tree: Any, devices: int) -> Any:
 
 
 def run_many(
-    txs: list[Any], problems: list[tuple[Any, Any]], mode: str = "jit", devices: int = 8
+    txs: list[Any], problems: list[tuple[Any, Any]], mode: str = "jit", devices: int = 8, one_pass: bool = False
 ) -> list[tuple[Any, Any]]:
     """Runs each transform on its (params, noise); returns [(parameters after each step, final state)].
 
     ``mode``: ``"jit"`` (all the ``lax.scan`` loops in one jitted program, so one compilation
     serves every case), ``"eager"`` (a Python loop per transform, nothing jitted by us) or
     ``"pmap"`` (the same program under ``jax.pmap`` on ``devices`` devices, with replicated
-    params, state and gradients; every output then has a leading replica axis).
+    params, state and gradients; every output then has a leading replica axis). ``one_pass``
+    steps with ``optcompose.step`` instead of ``update`` + ``apply_updates``.
     """
     from optcompose.base import apply_updates
 
-    steps = [_step(tx, apply_updates) for tx in txs]
+    steps = [_step(tx, apply_updates, one_pass) for tx in txs]
     states = [tx.init(params) for tx, (params, _) in zip(txs, problems, strict=True)]
     if mode == "eager":
         results = []
@@ -213,25 +219,27 @@ def problem(low_precision: bool) -> tuple[Any, Any]:
     return _PROBLEMS[low_precision]
 
 
-_RUNS: dict[tuple[tuple[str, ...], str], dict[str, tuple[Any, Any]]] = {}
+_RUNS: dict[tuple[tuple[str, ...], str, bool], dict[str, tuple[Any, Any]]] = {}
 
 
-def run_cases(cases: list[Case], mode: str) -> dict[str, tuple[Any, Any]]:
-    """``run_many`` over a table of cases, once per (table, mode) per session."""
-    key = (tuple(case.name for case in cases), mode)
+def run_cases(cases: list[Case], mode: str, one_pass: bool = False) -> dict[str, tuple[Any, Any]]:
+    """``run_many`` over a table of cases, once per (table, mode, one_pass) per session."""
+    key = (tuple(case.name for case in cases), mode, one_pass)
     if key not in _RUNS:
-        results = run_many([case.make() for case in cases], [problem(case.low_precision) for case in cases], mode)
+        txs = [case.make() for case in cases]
+        results = run_many(txs, [problem(case.low_precision) for case in cases], mode, one_pass=one_pass)
         _RUNS[key] = {case.name: result for case, result in zip(cases, results, strict=True)}
     return _RUNS[key]
 
 
-def check_case(case: Case, mode: str, table: list[Case] | None = None) -> None:
+def check_case(case: Case, mode: str, table: list[Case] | None = None, one_pass: bool = False) -> None:
     """Compares ``case`` run in ``mode`` with its reference at every step (every replica under pmap).
 
-    ``table`` is the list of cases compiled together with ``case`` (one program for all of them).
+    ``table`` is the list of cases compiled together with ``case`` (one program for all of them);
+    ``one_pass`` steps with ``optcompose.step``.
     """
     params, noise = problem(case.low_precision)
-    trajectory, state = run_cases(table or [case], mode)[case.name]
+    trajectory, state = run_cases(table or [case], mode, one_pass)[case.name]
     if case.name not in _REFERENCES:
         _REFERENCES[case.name] = reference_trajectory(case.reference(), params, noise)
     expected = _REFERENCES[case.name]

@@ -1,0 +1,142 @@
+"""Compiles ``optimizer_steps.cc`` once per machine and registers its handlers as XLA:CPU FFI targets.
+
+The shared library is cached in ``$OPTCOMPOSE_CACHE_DIR`` (default ``~/.cache/optcompose``), under a
+name keyed by the source, the compiler command, jaxlib's version and the CPU's instruction-set
+flags, so an upgrade or another machine rebuilds it. The compiler is ``$CXX`` or ``c++`` (g++ or
+clang++ with C++17); the FFI headers ship with jaxlib (``jax.ffi.include_dir()``).
+
+Set ``OPTCOMPOSE_KERNELS=0`` to never build or use the kernels: ``optcompose.step`` then runs the
+same numbers through XLA's own fusions (slower on CPU; see ``benchmarks/README.md``). Without a
+compiler the same fallback happens, with one ``RuntimeWarning`` that says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import jax
+import jaxlib
+
+SOURCE = Path(__file__).with_name("optimizer_steps.cc")
+TARGETS = {"optcompose_adam": "OptcomposeAdam", "optcompose_lamb": "OptcomposeLamb", "optcompose_sgd": "OptcomposeSgd"}
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-w")
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+class KernelsUnavailableError(RuntimeError):
+    """The kernels could not be built or loaded here (no compiler, disabled, ...)."""
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("OPTCOMPOSE_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "optcompose"
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compiler() -> list[str]:
+    command = shlex.split(os.environ.get("CXX", "")) or ["c++"]
+    if shutil.which(command[0]) is None:
+        raise KernelsUnavailableError(f"no C++ compiler: {command[0]!r} is not on PATH (set CXX)")
+    return command
+
+
+def _library_path(command: list[str]) -> Path:
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(command + list(FLAGS)).encode(), jaxlib.__version__.encode(),
+                 _cpu_flags().encode()):
+        key.update(part)
+        key.update(b"\0")
+    return _cache_dir() / f"optimizer_steps-{key.hexdigest()[:16]}.so"
+
+
+def _build(command: list[str], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the target and renamed into place, so concurrent processes never load half a file.
+    handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(handle)
+    try:
+        result = subprocess.run(
+            [*command, *FLAGS, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", partial],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise KernelsUnavailableError(f"compiling {SOURCE.name} failed:\n{result.stderr[-2000:]}")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _load() -> None:
+    if os.environ.get("OPTCOMPOSE_KERNELS", "1").strip().lower() in {"0", "false", "no", "off"}:
+        raise KernelsUnavailableError("disabled by OPTCOMPOSE_KERNELS=0")
+    command = _compiler()
+    path = _library_path(command)
+    if not path.exists():
+        _build(command, path)
+    library = ctypes.cdll.LoadLibrary(str(path))
+    for name, symbol in TARGETS.items():
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+    _state["library"] = library  # keeps the handlers' code mapped for the life of the process
+
+
+def ensure_registered() -> None:
+    """Builds (first time on this machine) and registers the kernels; raises ``KernelsUnavailableError``."""
+    with _lock:
+        if "library" in _state:
+            return
+        if "error" in _state:
+            raise KernelsUnavailableError(_state["error"])
+        try:
+            _load()
+        except (KernelsUnavailableError, OSError) as err:
+            _state["error"] = str(err)
+            if not str(err).startswith("disabled"):
+                warnings.warn(
+                    f"optcompose: the CPU step kernels are unavailable ({err}); optcompose.step falls back "
+                    "to XLA's fusions, with the same numbers but more passes over memory",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            raise KernelsUnavailableError(str(err)) from None
+
+
+def available() -> bool:
+    """Whether the kernels are (or can be) built and registered in this process."""
+    try:
+        ensure_registered()
+    except KernelsUnavailableError:
+        return False
+    return True
+
+
+def unavailable_reason() -> str | None:
+    """Why ``available()`` is False (``None`` when it is True)."""
+    return None if available() else str(_state.get("error"))

@@ -1,0 +1,490 @@
+// One-pass optimizer steps for XLA:CPU, called through the XLA FFI (see optcompose/kernels/build.py).
+//
+// Each handler takes every leaf of the parameter pytree at once (RemainingArgs / RemainingRets), walks
+// each element once, and writes the new parameters (step mode) or the updates (update mode) together
+// with the new optimizer state. The new state (and, in step mode, the new parameters) alias their
+// inputs, so a step reads g, p, m, v and writes p, m, v: 28 bytes per fp32 parameter for AdamW.
+// Work is split into chunks of at most kChunk elements, shared by XLA's intra-op thread pool.
+//
+// The arithmetic is float32 and follows the op order of the Python transforms
+// (optcompose/transforms/*.py) exactly; the scalars (bias corrections, -lr, ...) are computed by the
+// caller in XLA, exactly as the transforms compute them.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr size_t kChunk = size_t{1} << 15;   // elements per work item
+constexpr size_t kSerialBelow = size_t{1} << 14;  // smaller calls run on the calling thread
+
+using bf16 = uint16_t;
+
+inline float load(const float* x, size_t i) { return x[i]; }
+inline float load(const bf16* x, size_t i) {
+  uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+  float out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+inline void store(float* x, size_t i, float value) { x[i] = value; }
+// float32 -> bfloat16, round to nearest even; NaN stays a (quiet) NaN. Same as XLA's convert.
+inline void store(bf16* x, size_t i, float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  const bool is_nan = (bits & 0x7fffffffu) > 0x7f800000u;
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  x[i] = static_cast<bf16>(is_nan ? ((bits >> 16) | 0x40u) : rounded);
+}
+
+struct Chunk {
+  size_t leaf, begin, end;
+};
+
+std::vector<Chunk> make_chunks(const std::vector<size_t>& sizes) {
+  std::vector<Chunk> chunks;
+  for (size_t leaf = 0; leaf < sizes.size(); ++leaf) {
+    for (size_t begin = 0; begin < sizes[leaf]; begin += kChunk) {
+      chunks.push_back({leaf, begin, std::min(sizes[leaf], begin + kChunk)});
+    }
+  }
+  return chunks;
+}
+
+// Runs body(i) for i in [0, n) on the calling thread and XLA's intra-op pool. Work items are taken
+// from an atomic counter, so the caller finishes everything itself if no pool thread turns up; late
+// pool tasks find the counter exhausted and return without touching the caller's buffers.
+struct Shared {
+  std::atomic<size_t> next{0};
+  std::atomic<size_t> done{0};
+  size_t total = 0;
+  std::function<void(size_t)> body;
+  std::mutex mutex;
+  std::condition_variable finished;
+};
+
+void drain(const std::shared_ptr<Shared>& shared) {
+  for (;;) {
+    const size_t i = shared->next.fetch_add(1);
+    if (i >= shared->total) return;
+    shared->body(i);
+    if (shared->done.fetch_add(1) + 1 == shared->total) {
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      shared->finished.notify_all();
+    }
+  }
+}
+
+void parallel_for(ffi::ThreadPool& pool, size_t n, size_t elements, std::function<void(size_t)> body) {
+  if (n == 0) return;
+  const int64_t threads = pool.num_threads();
+  if (elements < kSerialBelow || threads <= 1 || n == 1) {
+    for (size_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+  auto shared = std::make_shared<Shared>();
+  shared->total = n;
+  shared->body = std::move(body);
+  const size_t helpers = std::min<size_t>(static_cast<size_t>(threads), n) - 1;
+  for (size_t t = 0; t < helpers; ++t) {
+    pool.Schedule([shared] { drain(shared); });
+  }
+  drain(shared);
+  std::unique_lock<std::mutex> lock(shared->mutex);
+  shared->finished.wait(lock, [&] { return shared->done.load() == shared->total; });
+}
+
+ffi::Error check_f32(const ffi::AnyBuffer& buffer, const char* what, size_t leaf) {
+  if (buffer.element_type() != ffi::DataType::F32) {
+    return ffi::Error::InvalidArgument(std::string(what) + " of leaf " + std::to_string(leaf) + " must be float32");
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error check_moment(const ffi::AnyBuffer& buffer, const char* what, size_t leaf) {
+  const auto type = buffer.element_type();
+  if (type != ffi::DataType::F32 && type != ffi::DataType::BF16) {
+    return ffi::Error::InvalidArgument(std::string(what) + " of leaf " + std::to_string(leaf) +
+                                       " must be float32 or bfloat16");
+  }
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adam / AdamW (scale_by_adam -> [add_decayed_weights] -> scale_by_learning_rate [-> apply]).
+
+struct AdamScalars {
+  float b1, one_minus_b1, b2, one_minus_b2, correction_1, correction_2, next_correction_1, eps_root, eps,
+      weight_decay, neg_lr;
+};
+
+AdamScalars adam_scalars(const float* s) {
+  return {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]};
+}
+
+// The direction of scale_by_adam for one element; updates mu and nu in place.
+template <typename MT, typename VT, bool kNesterov>
+inline float adam_direction(float g, MT* __restrict m, VT* __restrict v, size_t i, const AdamScalars& s) {
+  const float new_mu = s.b1 * load(m, i) + s.one_minus_b1 * g;
+  const float new_nu = s.b2 * load(v, i) + s.one_minus_b2 * (g * g);
+  float mu_hat;
+  if constexpr (kNesterov) {
+    mu_hat = s.b1 * new_mu * s.next_correction_1 + s.one_minus_b1 * g * s.correction_1;
+  } else {
+    mu_hat = new_mu * s.correction_1;
+  }
+  const float nu_hat = new_nu * s.correction_2;
+  store(m, i, new_mu);
+  store(v, i, new_nu);
+  return mu_hat / (std::sqrt(nu_hat + s.eps_root) + s.eps);
+}
+
+template <typename MT, typename VT, bool kNesterov, bool kDecay, bool kStep>
+void adam_range(const float* __restrict g, const float* __restrict p, MT* __restrict m, VT* __restrict v,
+                float* __restrict out, size_t begin, size_t end, const AdamScalars& s) {
+  for (size_t i = begin; i < end; ++i) {
+    float u = adam_direction<MT, VT, kNesterov>(g[i], m, v, i, s);
+    if constexpr (kDecay) u = u + s.weight_decay * p[i];
+    u = u * s.neg_lr;
+    if constexpr (kStep) {
+      out[i] = p[i] + u;
+    } else {
+      out[i] = u;
+    }
+  }
+}
+
+template <typename MT, typename VT, bool kNesterov>
+void adam_dispatch_flags(bool decay, bool step, const float* g, const float* p, void* m, void* v, float* out,
+                         size_t begin, size_t end, const AdamScalars& s) {
+  auto* mt = static_cast<MT*>(m);
+  auto* vt = static_cast<VT*>(v);
+  if (decay && step) adam_range<MT, VT, kNesterov, true, true>(g, p, mt, vt, out, begin, end, s);
+  else if (decay) adam_range<MT, VT, kNesterov, true, false>(g, p, mt, vt, out, begin, end, s);
+  else if (step) adam_range<MT, VT, kNesterov, false, true>(g, p, mt, vt, out, begin, end, s);
+  else adam_range<MT, VT, kNesterov, false, false>(g, p, mt, vt, out, begin, end, s);
+}
+
+template <bool kNesterov>
+void adam_dispatch(bool m_bf16, bool v_bf16, bool decay, bool step, const float* g, const float* p, void* m,
+                   void* v, float* out, size_t begin, size_t end, const AdamScalars& s) {
+  if (m_bf16 && v_bf16) adam_dispatch_flags<bf16, bf16, kNesterov>(decay, step, g, p, m, v, out, begin, end, s);
+  else if (m_bf16) adam_dispatch_flags<bf16, float, kNesterov>(decay, step, g, p, m, v, out, begin, end, s);
+  else if (v_bf16) adam_dispatch_flags<float, bf16, kNesterov>(decay, step, g, p, m, v, out, begin, end, s);
+  else adam_dispatch_flags<float, float, kNesterov>(decay, step, g, p, m, v, out, begin, end, s);
+}
+
+// The leaves' buffers of a call with `groups` input groups of n leaves each after the scalars.
+struct Leaves {
+  std::vector<ffi::AnyBuffer> in;   // groups * n
+  std::vector<ffi::AnyBuffer> out;  // 3 * n (or 2 * n for SGD)
+  std::vector<size_t> sizes;
+  size_t n = 0;
+};
+
+ffi::Error collect(ffi::RemainingArgs& args, ffi::RemainingRets& rets, size_t groups, size_t outputs,
+                   Leaves& leaves) {
+  if (args.size() % groups != 0 || rets.size() != args.size() / groups * outputs) {
+    return ffi::Error::InvalidArgument("unexpected number of operands");
+  }
+  leaves.n = args.size() / groups;
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto buffer = args.get<ffi::AnyBuffer>(i);
+    if (!buffer.has_value()) return buffer.error();
+    leaves.in.push_back(*buffer);
+  }
+  for (size_t i = 0; i < rets.size(); ++i) {
+    auto buffer = rets.get<ffi::AnyBuffer>(i);
+    if (!buffer.has_value()) return buffer.error();
+    leaves.out.push_back(**buffer);
+  }
+  for (size_t k = 0; k < leaves.n; ++k) {
+    const size_t size = leaves.in[k].element_count();
+    for (size_t j = 1; j < groups; ++j) {
+      if (leaves.in[j * leaves.n + k].element_count() != size) {
+        return ffi::Error::InvalidArgument("leaf " + std::to_string(k) + ": operand sizes differ");
+      }
+    }
+    leaves.sizes.push_back(size);
+  }
+  return ffi::Error::Success();
+}
+
+size_t total_elements(const std::vector<size_t>& sizes) {
+  size_t total = 0;
+  for (size_t s : sizes) total += s;
+  return total;
+}
+
+// args: scalars[11], then g[n], p[n], m[n], v[n]; rets: out[n] (new p, or updates), m'[n], v'[n].
+ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
+                    ffi::RemainingRets rets, bool nesterov, bool step, ffi::Span<const int32_t> decay_mask) {
+  Leaves leaves;
+  if (auto error = collect(args, rets, 4, 3, leaves); error.failure()) return error;
+  const size_t n = leaves.n;
+  if (decay_mask.size() != n) return ffi::Error::InvalidArgument("decay_mask needs one entry per leaf");
+  for (size_t k = 0; k < n; ++k) {
+    if (auto e = check_f32(leaves.in[k], "gradient", k); e.failure()) return e;
+    if (auto e = check_f32(leaves.in[n + k], "parameter", k); e.failure()) return e;
+    if (auto e = check_moment(leaves.in[2 * n + k], "mu", k); e.failure()) return e;
+    if (auto e = check_moment(leaves.in[3 * n + k], "nu", k); e.failure()) return e;
+  }
+  if (scalars.element_count() < 11) return ffi::Error::InvalidArgument("adam needs 11 scalars");
+  const AdamScalars s = adam_scalars(scalars.typed_data());
+  const auto chunks = make_chunks(leaves.sizes);
+  parallel_for(pool, chunks.size(), total_elements(leaves.sizes), [&](size_t c) {
+    const Chunk& chunk = chunks[c];
+    const size_t k = chunk.leaf;
+    const float* g = static_cast<const float*>(leaves.in[k].untyped_data());
+    const float* p = static_cast<const float*>(leaves.in[n + k].untyped_data());
+    // m and v are aliased to their outputs (XLA copies first where the input is not donated), so
+    // the outputs are read and written in place.
+    void* m = leaves.out[n + k].untyped_data();
+    void* v = leaves.out[2 * n + k].untyped_data();
+    const void* m_in = leaves.in[2 * n + k].untyped_data();
+    const void* v_in = leaves.in[3 * n + k].untyped_data();
+    const size_t bytes_m = ffi::ByteWidth(leaves.in[2 * n + k].element_type());
+    const size_t bytes_v = ffi::ByteWidth(leaves.in[3 * n + k].element_type());
+    if (m != m_in) std::memcpy(static_cast<char*>(m) + chunk.begin * bytes_m,
+                               static_cast<const char*>(m_in) + chunk.begin * bytes_m,
+                               (chunk.end - chunk.begin) * bytes_m);
+    if (v != v_in) std::memcpy(static_cast<char*>(v) + chunk.begin * bytes_v,
+                               static_cast<const char*>(v_in) + chunk.begin * bytes_v,
+                               (chunk.end - chunk.begin) * bytes_v);
+    float* out = static_cast<float*>(leaves.out[k].untyped_data());
+    const bool m_bf16 = leaves.in[2 * n + k].element_type() == ffi::DataType::BF16;
+    const bool v_bf16 = leaves.in[3 * n + k].element_type() == ffi::DataType::BF16;
+    const bool decay = decay_mask[k] != 0;
+    if (nesterov) adam_dispatch<true>(m_bf16, v_bf16, decay, step, g, p, m, v, out, chunk.begin, chunk.end, s);
+    else adam_dispatch<false>(m_bf16, v_bf16, decay, step, g, p, m, v, out, chunk.begin, chunk.end, s);
+  });
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------------------------
+// LAMB (scale_by_adam -> [add_decayed_weights] -> [scale_by_trust_ratio] -> scale_by_learning_rate).
+// Pass 1 updates m and v and sums ||p||^2 and ||r||^2 per chunk (in double: no overflow or
+// underflow for any float32 input); pass 2 recomputes r from the new float32 moments and writes
+// p + (ratio * r) * (-lr).
+
+template <bool kDecay>
+inline float lamb_direction(float new_mu, float new_nu, float p, const AdamScalars& s) {
+  const float mu_hat = new_mu * s.correction_1;
+  const float nu_hat = new_nu * s.correction_2;
+  float r = mu_hat / (std::sqrt(nu_hat + s.eps_root) + s.eps);
+  if constexpr (kDecay) r = r + s.weight_decay * p;
+  return r;
+}
+
+template <bool kDecay>
+void lamb_pass1(const float* __restrict g, const float* __restrict p, float* __restrict m, float* __restrict v,
+                size_t begin, size_t end, const AdamScalars& s, double& sum_p, double& sum_r) {
+  double sp = 0.0, sr = 0.0;
+  for (size_t i = begin; i < end; ++i) {
+    const float gi = g[i];
+    const float new_mu = s.b1 * m[i] + s.one_minus_b1 * gi;
+    const float new_nu = s.b2 * v[i] + s.one_minus_b2 * (gi * gi);
+    m[i] = new_mu;
+    v[i] = new_nu;
+    const float r = lamb_direction<kDecay>(new_mu, new_nu, p[i], s);
+    sp += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    sr += static_cast<double>(r) * static_cast<double>(r);
+  }
+  sum_p = sp;
+  sum_r = sr;
+}
+
+template <bool kDecay, bool kStep>
+void lamb_pass2(const float* __restrict p, const float* __restrict m, const float* __restrict v,
+                float* __restrict out, size_t begin, size_t end, const AdamScalars& s, float ratio) {
+  for (size_t i = begin; i < end; ++i) {
+    const float r = lamb_direction<kDecay>(m[i], v[i], p[i], s);
+    const float u = (r * ratio) * s.neg_lr;
+    if constexpr (kStep) {
+      out[i] = p[i] + u;
+    } else {
+      out[i] = u;
+    }
+  }
+}
+
+// args: scalars[14] (adam's 11, then min_norm, trust_coefficient, trust_eps), g, p, m, v;
+// rets: out, m', v'. trust_mask[k] == 0 keeps leaf k at ratio 1.
+ffi::Error LambImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
+                    ffi::RemainingRets rets, bool step, ffi::Span<const int32_t> decay_mask,
+                    ffi::Span<const int32_t> trust_mask) {
+  Leaves leaves;
+  if (auto error = collect(args, rets, 4, 3, leaves); error.failure()) return error;
+  const size_t n = leaves.n;
+  if (decay_mask.size() != n || trust_mask.size() != n) {
+    return ffi::Error::InvalidArgument("decay_mask and trust_mask need one entry per leaf");
+  }
+  for (size_t k = 0; k < n; ++k) {
+    if (auto e = check_f32(leaves.in[k], "gradient", k); e.failure()) return e;
+    if (auto e = check_f32(leaves.in[n + k], "parameter", k); e.failure()) return e;
+    if (auto e = check_f32(leaves.in[2 * n + k], "mu", k); e.failure()) return e;
+    if (auto e = check_f32(leaves.in[3 * n + k], "nu", k); e.failure()) return e;
+  }
+  if (scalars.element_count() < 14) return ffi::Error::InvalidArgument("lamb needs 14 scalars");
+  const float* raw = scalars.typed_data();
+  const AdamScalars s = adam_scalars(raw);
+  const float min_norm = raw[11], trust_coefficient = raw[12], trust_eps = raw[13];
+  const auto chunks = make_chunks(leaves.sizes);
+  const size_t elements = total_elements(leaves.sizes);
+  std::vector<double> sum_p(chunks.size()), sum_r(chunks.size());
+
+  parallel_for(pool, chunks.size(), elements, [&](size_t c) {
+    const Chunk& chunk = chunks[c];
+    const size_t k = chunk.leaf;
+    const float* g = static_cast<const float*>(leaves.in[k].untyped_data());
+    const float* p = static_cast<const float*>(leaves.in[n + k].untyped_data());
+    float* m = static_cast<float*>(leaves.out[n + k].untyped_data());
+    float* v = static_cast<float*>(leaves.out[2 * n + k].untyped_data());
+    const float* m_in = static_cast<const float*>(leaves.in[2 * n + k].untyped_data());
+    const float* v_in = static_cast<const float*>(leaves.in[3 * n + k].untyped_data());
+    const size_t count = chunk.end - chunk.begin;
+    if (m != m_in) std::memcpy(m + chunk.begin, m_in + chunk.begin, count * sizeof(float));
+    if (v != v_in) std::memcpy(v + chunk.begin, v_in + chunk.begin, count * sizeof(float));
+    if (decay_mask[k]) lamb_pass1<true>(g, p, m, v, chunk.begin, chunk.end, s, sum_p[c], sum_r[c]);
+    else lamb_pass1<false>(g, p, m, v, chunk.begin, chunk.end, s, sum_p[c], sum_r[c]);
+  });
+
+  // Per-leaf ratios, summed in chunk order (deterministic whatever the threads did).
+  std::vector<double> leaf_p(n, 0.0), leaf_r(n, 0.0);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    leaf_p[chunks[c].leaf] += sum_p[c];
+    leaf_r[chunks[c].leaf] += sum_r[c];
+  }
+  std::vector<float> ratio(n, 1.0f);
+  for (size_t k = 0; k < n; ++k) {
+    if (!trust_mask[k]) continue;
+    const float param_norm = std::max(static_cast<float>(std::sqrt(leaf_p[k])), min_norm);
+    const float update_norm = std::max(static_cast<float>(std::sqrt(leaf_r[k])), min_norm);
+    const bool either_zero = param_norm == 0.0f || update_norm == 0.0f;
+    ratio[k] = either_zero ? 1.0f : trust_coefficient * param_norm / (update_norm + trust_eps);
+  }
+
+  parallel_for(pool, chunks.size(), elements, [&](size_t c) {
+    const Chunk& chunk = chunks[c];
+    const size_t k = chunk.leaf;
+    const float* p = static_cast<const float*>(leaves.in[n + k].untyped_data());
+    const float* m = static_cast<const float*>(leaves.out[n + k].untyped_data());
+    const float* v = static_cast<const float*>(leaves.out[2 * n + k].untyped_data());
+    float* out = static_cast<float*>(leaves.out[k].untyped_data());
+    const bool decay = decay_mask[k] != 0;
+    if (decay && step) lamb_pass2<true, true>(p, m, v, out, chunk.begin, chunk.end, s, ratio[k]);
+    else if (decay) lamb_pass2<true, false>(p, m, v, out, chunk.begin, chunk.end, s, ratio[k]);
+    else if (step) lamb_pass2<false, true>(p, m, v, out, chunk.begin, chunk.end, s, ratio[k]);
+    else lamb_pass2<false, false>(p, m, v, out, chunk.begin, chunk.end, s, ratio[k]);
+  });
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD with heavy-ball or Nesterov momentum (trace -> scale_by_learning_rate [-> apply]).
+
+template <typename TT, bool kNesterov, bool kStep>
+void sgd_range(const float* __restrict g, const float* __restrict p, TT* __restrict t, float* __restrict out,
+               size_t begin, size_t end, float beta, float neg_lr) {
+  for (size_t i = begin; i < end; ++i) {
+    const float gi = g[i];
+    const float new_t = beta * load(t, i) + gi;
+    store(t, i, new_t);
+    float u = kNesterov ? gi + beta * new_t : new_t;
+    u = u * neg_lr;
+    if constexpr (kStep) {
+      out[i] = p[i] + u;
+    } else {
+      out[i] = u;
+    }
+  }
+}
+
+template <typename TT>
+void sgd_dispatch(bool nesterov, bool step, const float* g, const float* p, void* t, float* out, size_t begin,
+                  size_t end, float beta, float neg_lr) {
+  auto* tt = static_cast<TT*>(t);
+  if (nesterov && step) sgd_range<TT, true, true>(g, p, tt, out, begin, end, beta, neg_lr);
+  else if (nesterov) sgd_range<TT, true, false>(g, p, tt, out, begin, end, beta, neg_lr);
+  else if (step) sgd_range<TT, false, true>(g, p, tt, out, begin, end, beta, neg_lr);
+  else sgd_range<TT, false, false>(g, p, tt, out, begin, end, beta, neg_lr);
+}
+
+// args: scalars[2] (momentum, -lr), g[n], p[n], trace[n]; rets: out[n], trace'[n].
+ffi::Error SgdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
+                   ffi::RemainingRets rets, bool nesterov, bool step) {
+  Leaves leaves;
+  if (auto error = collect(args, rets, 3, 2, leaves); error.failure()) return error;
+  const size_t n = leaves.n;
+  for (size_t k = 0; k < n; ++k) {
+    if (auto e = check_f32(leaves.in[k], "gradient", k); e.failure()) return e;
+    if (auto e = check_f32(leaves.in[n + k], "parameter", k); e.failure()) return e;
+    if (auto e = check_moment(leaves.in[2 * n + k], "trace", k); e.failure()) return e;
+  }
+  if (scalars.element_count() < 2) return ffi::Error::InvalidArgument("sgd needs 2 scalars");
+  const float beta = scalars.typed_data()[0], neg_lr = scalars.typed_data()[1];
+  const auto chunks = make_chunks(leaves.sizes);
+  parallel_for(pool, chunks.size(), total_elements(leaves.sizes), [&](size_t c) {
+    const Chunk& chunk = chunks[c];
+    const size_t k = chunk.leaf;
+    const float* g = static_cast<const float*>(leaves.in[k].untyped_data());
+    const float* p = static_cast<const float*>(leaves.in[n + k].untyped_data());
+    void* t = leaves.out[n + k].untyped_data();
+    const void* t_in = leaves.in[2 * n + k].untyped_data();
+    const size_t bytes = ffi::ByteWidth(leaves.in[2 * n + k].element_type());
+    if (t != t_in) std::memcpy(static_cast<char*>(t) + chunk.begin * bytes,
+                               static_cast<const char*>(t_in) + chunk.begin * bytes,
+                               (chunk.end - chunk.begin) * bytes);
+    float* out = static_cast<float*>(leaves.out[k].untyped_data());
+    if (leaves.in[2 * n + k].element_type() == ffi::DataType::BF16) {
+      sgd_dispatch<bf16>(nesterov, step, g, p, t, out, chunk.begin, chunk.end, beta, neg_lr);
+    } else {
+      sgd_dispatch<float>(nesterov, step, g, p, t, out, chunk.begin, chunk.end, beta, neg_lr);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OptcomposeAdam, AdamImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<bool>("nesterov")
+                                  .Attr<bool>("step")
+                                  .Attr<ffi::Span<const int32_t>>("decay_mask"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OptcomposeLamb, LambImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<bool>("step")
+                                  .Attr<ffi::Span<const int32_t>>("decay_mask")
+                                  .Attr<ffi::Span<const int32_t>>("trust_mask"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OptcomposeSgd, SgdImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<bool>("nesterov")
+                                  .Attr<bool>("step"));
