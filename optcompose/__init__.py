@@ -18,6 +18,7 @@ from optcompose.base import (
     set_to_zero,
     stateless,
 )
+from optcompose.flat import FlatTree, flat_state
 from optcompose.fused import fuse
 from optcompose.hyperparams import Hyperparams, get_hyperparams, rename_hyperparams, set_hyperparams
 from optcompose.inject import InjectHyperparamsState, inject_hyperparams
@@ -79,7 +80,7 @@ __version__ = "0.1.0"
 __all__ = [
     # core
     "GradientTransformation", "GradientTransformationExtraArgs", "EmptyState", "chain", "named_chain", "fuse",
-    "identity", "set_to_zero", "stateless", "apply_updates", "step", "TrainState",
+    "identity", "set_to_zero", "stateless", "apply_updates", "step", "TrainState", "flat_state", "FlatTree",
     "Params", "Updates", "OptState", "Schedule", "ScalarOrSchedule",
     # transforms
     "scale", "scale_by_learning_rate", "scale_by_schedule", "trace", "ema",

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from optcompose.base import GradientTransformation
+from optcompose.flat import FlatTree
 from optcompose.kernels import calls
 from optcompose.numerics import bias_correction_factor
 from optcompose.transforms.adaptive import ScaleByAdamState
@@ -43,6 +44,29 @@ def _leaves_like(tree: Any, structure: Any, shapes: Sequence[tuple[int, ...]] | 
         if shapes is not None and leaf.shape != shapes[k]:
             return None
     return leaves
+
+
+def _state_operand(field: Any, inputs: _Inputs, dtypes: Sequence[Any]) -> Any:
+    """The kernel's view of a per-leaf state field: its leaves, or a ``FlatTree``'s buffer."""
+    if not isinstance(field, FlatTree):
+        return _leaves_like(field, inputs.structure, inputs.shapes, dtypes)
+    buffer = field.buffer
+    if field.treedef != inputs.structure or list(field.shapes) != [tuple(s) for s in inputs.shapes]:
+        return None
+    if not isinstance(buffer, jax.Array) or buffer.dtype not in dtypes or buffer.shape != (sum(field.sizes),):
+        return None
+    return buffer
+
+
+def _same_kind(*operands: Any) -> bool:
+    """All present and all per-leaf lists, or all flat buffers (one kernel call handles one kind)."""
+    return all(x is not None for x in operands) and len({isinstance(x, list) for x in operands}) == 1
+
+
+def _state_result(old_field: Any, new: Any, structure: Any) -> Any:
+    if isinstance(old_field, FlatTree):
+        return FlatTree(new, old_field.treedef, old_field.shapes)
+    return structure.unflatten(new)
 
 
 def _leaf_flags(mask: Any, params: Any, structure: Any) -> list[bool] | None:
@@ -132,11 +156,11 @@ class AdamPlan:
             return None
         adam_state, decay_state, trust_state, lr_state = layout
         moment_dtypes = (_F32,) if self.trust_ratio is not None else _MOMENT_DTYPES
-        mu = _leaves_like(adam_state.mu, inputs.structure, inputs.shapes, moment_dtypes)
-        nu = _leaves_like(adam_state.nu, inputs.structure, inputs.shapes, moment_dtypes)
+        mu = _state_operand(adam_state.mu, inputs, moment_dtypes)
+        nu = _state_operand(adam_state.nu, inputs, moment_dtypes)
         decay_flags = _leaf_flags(self.decay_mask, params, inputs.structure)
         trust_flags = _leaf_flags(self.trust_ratio_mask, params, inputs.structure)
-        if mu is None or nu is None or decay_flags is None or trust_flags is None:
+        if not _same_kind(mu, nu) or decay_flags is None or trust_flags is None:
             return None
         if self.decay is None:
             decay_flags = [False] * len(decay_flags)
@@ -169,7 +193,12 @@ class AdamPlan:
 
         unflatten = inputs.structure.unflatten
         advanced = _advance(self.adam, adam_state._replace(mu={}, nu={}))
-        new_state = [advanced._replace(mu=unflatten(new_mu), nu=unflatten(new_nu))]
+        new_state = [
+            advanced._replace(
+                mu=_state_result(adam_state.mu, new_mu, inputs.structure),
+                nu=_state_result(adam_state.nu, new_nu, inputs.structure),
+            )
+        ]
         if self.decay is not None:
             new_state.append(_remask(_advance(self.decay, decay_state, with_params=True), self.decay_mask))
         if self.trust_ratio is not None:
@@ -194,7 +223,7 @@ class SgdPlan:
         trace_state, lr_state = state
         if not isinstance(trace_state, TraceState) or "momentum" not in trace_state.hyperparams:
             return None
-        trace = _leaves_like(trace_state.trace, inputs.structure, inputs.shapes, _MOMENT_DTYPES)
+        trace = _state_operand(trace_state.trace, inputs, _MOMENT_DTYPES)
         if trace is None:
             return None
         scalars = _scalar_vector(trace_state.hyperparams["momentum"], -1.0 * lr_state.hyperparams["learning_rate"])
@@ -202,6 +231,6 @@ class SgdPlan:
             scalars, inputs.grads, inputs.params, trace, nesterov=self.nesterov, step=True
         )
         advanced = _advance(self.momentum, trace_state._replace(trace={}))
-        new_trace_state = advanced._replace(trace=inputs.structure.unflatten(new_trace))
+        new_trace_state = advanced._replace(trace=_state_result(trace_state.trace, new_trace, inputs.structure))
         new_state = (new_trace_state, _advance(self.learning_rate, lr_state))
         return inputs.structure.unflatten(new_params), new_state

@@ -33,6 +33,7 @@ import jax
 
 from optcompose import kernels
 from optcompose.base import GradientTransformation, OptState, Params, Updates, apply_updates
+from optcompose.flat import expand_state, reflatten_like
 
 _PLAN_ATTRIBUTE = "_optcompose_step_plan"
 
@@ -59,8 +60,9 @@ class PrefixPlan:
             return None
         updates, new_state = grads, []
         for transform, inner in zip(self.prefix, state, strict=False):
-            updates, inner = transform.update(updates, inner, params, **extra_args)
-            new_state.append(inner)
+            # Under flat_state, the other transforms see (and return) their state as pytrees.
+            updates, new_inner = transform.update(updates, expand_state(inner), params, **extra_args)
+            new_state.append(reflatten_like(new_inner, inner))
         result = self.last.step(updates, state[-1], params, **extra_args)
         if result is None:
             return None

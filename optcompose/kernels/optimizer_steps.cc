@@ -107,22 +107,6 @@ void parallel_for(ffi::ThreadPool& pool, size_t n, size_t elements, std::functio
   shared->finished.wait(lock, [&] { return shared->done.load() == shared->total; });
 }
 
-ffi::Error check_f32(const ffi::AnyBuffer& buffer, const char* what, size_t leaf) {
-  if (buffer.element_type() != ffi::DataType::F32) {
-    return ffi::Error::InvalidArgument(std::string(what) + " of leaf " + std::to_string(leaf) + " must be float32");
-  }
-  return ffi::Error::Success();
-}
-
-ffi::Error check_moment(const ffi::AnyBuffer& buffer, const char* what, size_t leaf) {
-  const auto type = buffer.element_type();
-  if (type != ffi::DataType::F32 && type != ffi::DataType::BF16) {
-    return ffi::Error::InvalidArgument(std::string(what) + " of leaf " + std::to_string(leaf) +
-                                       " must be float32 or bfloat16");
-  }
-  return ffi::Error::Success();
-}
-
 // ---------------------------------------------------------------------------------------------
 // Adam / AdamW (scale_by_adam -> [add_decayed_weights] -> scale_by_learning_rate [-> apply]).
 
@@ -187,38 +171,87 @@ void adam_dispatch(bool m_bf16, bool v_bf16, bool decay, bool step, const float*
   else adam_dispatch_flags<float, float, kNesterov>(decay, step, g, p, m, v, out, begin, end, s);
 }
 
-// The leaves' buffers of a call with `groups` input groups of n leaves each after the scalars.
+// The operands of one call: per-leaf gradients and parameters, then the state. The state is either
+// one buffer per leaf and state group (m, v or trace), or, with `flat`, one buffer per state group
+// holding every leaf end to end, this call's leaves starting at element `offset`.
+//   args: g[n], p[n], then state group j: s_j[n] (per leaf) or s_j (flat)
+//   rets: out[n] (new params or updates), then new s_j likewise, aliased to the inputs.
 struct Leaves {
-  std::vector<ffi::AnyBuffer> in;   // groups * n
-  std::vector<ffi::AnyBuffer> out;  // 3 * n (or 2 * n for SGD)
-  std::vector<size_t> sizes;
   size_t n = 0;
+  std::vector<size_t> sizes;
+  std::vector<const float*> g, p;
+  std::vector<float*> out;
+  std::vector<std::vector<void*>> state;            // [group][leaf], already offset into flat buffers
+  std::vector<std::vector<ffi::DataType>> state_type;
 };
 
-ffi::Error collect(ffi::RemainingArgs& args, ffi::RemainingRets& rets, size_t groups, size_t outputs,
-                   Leaves& leaves) {
-  if (args.size() % groups != 0 || rets.size() != args.size() / groups * outputs) {
+ffi::Error collect(ffi::RemainingArgs& args, ffi::RemainingRets& rets, size_t state_groups, bool flat,
+                   int64_t offset, bool state_f32_only, Leaves& leaves) {
+  const size_t per_leaf = flat ? 2 : 2 + state_groups;
+  const size_t fixed = flat ? state_groups : 0;
+  if (args.size() < fixed || (args.size() - fixed) % per_leaf != 0) {
     return ffi::Error::InvalidArgument("unexpected number of operands");
   }
-  leaves.n = args.size() / groups;
+  const size_t n = (args.size() - fixed) / per_leaf;
+  if (rets.size() != n + (flat ? state_groups : state_groups * n)) {
+    return ffi::Error::InvalidArgument("unexpected number of results");
+  }
+  leaves.n = n;
+  std::vector<ffi::AnyBuffer> in, out;
   for (size_t i = 0; i < args.size(); ++i) {
     auto buffer = args.get<ffi::AnyBuffer>(i);
     if (!buffer.has_value()) return buffer.error();
-    leaves.in.push_back(*buffer);
+    in.push_back(*buffer);
   }
   for (size_t i = 0; i < rets.size(); ++i) {
     auto buffer = rets.get<ffi::AnyBuffer>(i);
     if (!buffer.has_value()) return buffer.error();
-    leaves.out.push_back(**buffer);
+    out.push_back(**buffer);
   }
-  for (size_t k = 0; k < leaves.n; ++k) {
-    const size_t size = leaves.in[k].element_count();
-    for (size_t j = 1; j < groups; ++j) {
-      if (leaves.in[j * leaves.n + k].element_count() != size) {
-        return ffi::Error::InvalidArgument("leaf " + std::to_string(k) + ": operand sizes differ");
+  for (size_t k = 0; k < n; ++k) {
+    if (in[k].element_type() != ffi::DataType::F32 || in[n + k].element_type() != ffi::DataType::F32 ||
+        out[k].element_type() != ffi::DataType::F32) {
+      return ffi::Error::InvalidArgument("leaf " + std::to_string(k) + ": gradient and parameter must be float32");
+    }
+    if (in[n + k].element_count() != in[k].element_count()) {
+      return ffi::Error::InvalidArgument("leaf " + std::to_string(k) + ": gradient and parameter sizes differ");
+    }
+    leaves.sizes.push_back(in[k].element_count());
+    leaves.g.push_back(static_cast<const float*>(in[k].untyped_data()));
+    leaves.p.push_back(static_cast<const float*>(in[n + k].untyped_data()));
+    leaves.out.push_back(static_cast<float*>(out[k].untyped_data()));
+  }
+  size_t total = 0;
+  for (size_t size : leaves.sizes) total += size;
+  leaves.state.assign(state_groups, std::vector<void*>(n));
+  leaves.state_type.assign(state_groups, std::vector<ffi::DataType>(n));
+  for (size_t j = 0; j < state_groups; ++j) {
+    for (size_t k = 0; k < (flat ? 1 : n); ++k) {
+      const ffi::AnyBuffer& src = flat ? in[2 * n + j] : in[(2 + j) * n + k];
+      const ffi::AnyBuffer& dst = flat ? out[n + j] : out[(1 + j) * n + k];
+      const auto type = src.element_type();
+      if (type != ffi::DataType::F32 && (state_f32_only || type != ffi::DataType::BF16)) {
+        return ffi::Error::InvalidArgument(std::string("optimizer state must be float32") +
+                                           (state_f32_only ? "" : " or bfloat16"));
+      }
+      const size_t needed = flat ? static_cast<size_t>(offset) + total : leaves.sizes[k];
+      if (offset < 0 || src.element_count() < needed || dst.element_count() != src.element_count()) {
+        return ffi::Error::InvalidArgument("optimizer state has the wrong size");
+      }
+      // XLA aliases each state result to its operand; copy first if it ever did not.
+      if (dst.untyped_data() != src.untyped_data()) {
+        std::memcpy(dst.untyped_data(), src.untyped_data(), src.size_bytes());
       }
     }
-    leaves.sizes.push_back(size);
+    size_t position = static_cast<size_t>(offset);
+    for (size_t k = 0; k < n; ++k) {
+      const ffi::AnyBuffer& dst = flat ? out[n + j] : out[(1 + j) * n + k];
+      const size_t width = ffi::ByteWidth(dst.element_type());
+      char* base = static_cast<char*>(dst.untyped_data());
+      leaves.state[j][k] = flat ? base + position * width : base;
+      leaves.state_type[j][k] = dst.element_type();
+      position += leaves.sizes[k];
+    }
   }
   return ffi::Error::Success();
 }
@@ -229,47 +262,32 @@ size_t total_elements(const std::vector<size_t>& sizes) {
   return total;
 }
 
-// args: scalars[11], then g[n], p[n], m[n], v[n]; rets: out[n] (new p, or updates), m'[n], v'[n].
+// args: scalars[11], g[n], p[n], m, v (see Leaves); rets: out[n] (new p, or updates), m', v'.
 ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
-                    ffi::RemainingRets rets, bool nesterov, bool step, ffi::Span<const int32_t> decay_mask) {
+                    ffi::RemainingRets rets, bool nesterov, bool step, bool flat, int64_t offset,
+                    ffi::Span<const int32_t> decay_mask) {
   Leaves leaves;
-  if (auto error = collect(args, rets, 4, 3, leaves); error.failure()) return error;
+  if (auto error = collect(args, rets, 2, flat, offset, false, leaves); error.failure()) return error;
   const size_t n = leaves.n;
   if (decay_mask.size() != n) return ffi::Error::InvalidArgument("decay_mask needs one entry per leaf");
-  for (size_t k = 0; k < n; ++k) {
-    if (auto e = check_f32(leaves.in[k], "gradient", k); e.failure()) return e;
-    if (auto e = check_f32(leaves.in[n + k], "parameter", k); e.failure()) return e;
-    if (auto e = check_moment(leaves.in[2 * n + k], "mu", k); e.failure()) return e;
-    if (auto e = check_moment(leaves.in[3 * n + k], "nu", k); e.failure()) return e;
-  }
   if (scalars.element_count() < 11) return ffi::Error::InvalidArgument("adam needs 11 scalars");
   const AdamScalars s = adam_scalars(scalars.typed_data());
   const auto chunks = make_chunks(leaves.sizes);
   parallel_for(pool, chunks.size(), total_elements(leaves.sizes), [&](size_t c) {
     const Chunk& chunk = chunks[c];
     const size_t k = chunk.leaf;
-    const float* g = static_cast<const float*>(leaves.in[k].untyped_data());
-    const float* p = static_cast<const float*>(leaves.in[n + k].untyped_data());
-    // m and v are aliased to their outputs (XLA copies first where the input is not donated), so
-    // the outputs are read and written in place.
-    void* m = leaves.out[n + k].untyped_data();
-    void* v = leaves.out[2 * n + k].untyped_data();
-    const void* m_in = leaves.in[2 * n + k].untyped_data();
-    const void* v_in = leaves.in[3 * n + k].untyped_data();
-    const size_t bytes_m = ffi::ByteWidth(leaves.in[2 * n + k].element_type());
-    const size_t bytes_v = ffi::ByteWidth(leaves.in[3 * n + k].element_type());
-    if (m != m_in) std::memcpy(static_cast<char*>(m) + chunk.begin * bytes_m,
-                               static_cast<const char*>(m_in) + chunk.begin * bytes_m,
-                               (chunk.end - chunk.begin) * bytes_m);
-    if (v != v_in) std::memcpy(static_cast<char*>(v) + chunk.begin * bytes_v,
-                               static_cast<const char*>(v_in) + chunk.begin * bytes_v,
-                               (chunk.end - chunk.begin) * bytes_v);
-    float* out = static_cast<float*>(leaves.out[k].untyped_data());
-    const bool m_bf16 = leaves.in[2 * n + k].element_type() == ffi::DataType::BF16;
-    const bool v_bf16 = leaves.in[3 * n + k].element_type() == ffi::DataType::BF16;
+    const bool m_bf16 = leaves.state_type[0][k] == ffi::DataType::BF16;
+    const bool v_bf16 = leaves.state_type[1][k] == ffi::DataType::BF16;
     const bool decay = decay_mask[k] != 0;
-    if (nesterov) adam_dispatch<true>(m_bf16, v_bf16, decay, step, g, p, m, v, out, chunk.begin, chunk.end, s);
-    else adam_dispatch<false>(m_bf16, v_bf16, decay, step, g, p, m, v, out, chunk.begin, chunk.end, s);
+    void* m = leaves.state[0][k];
+    void* v = leaves.state[1][k];
+    if (nesterov) {
+      adam_dispatch<true>(m_bf16, v_bf16, decay, step, leaves.g[k], leaves.p[k], m, v, leaves.out[k], chunk.begin,
+                          chunk.end, s);
+    } else {
+      adam_dispatch<false>(m_bf16, v_bf16, decay, step, leaves.g[k], leaves.p[k], m, v, leaves.out[k], chunk.begin,
+                           chunk.end, s);
+    }
   });
   return ffi::Error::Success();
 }
@@ -324,19 +342,13 @@ void lamb_pass2(const float* __restrict p, const float* __restrict m, const floa
 // args: scalars[14] (adam's 11, then min_norm, trust_coefficient, trust_eps), g, p, m, v;
 // rets: out, m', v'. trust_mask[k] == 0 keeps leaf k at ratio 1.
 ffi::Error LambImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
-                    ffi::RemainingRets rets, bool step, ffi::Span<const int32_t> decay_mask,
-                    ffi::Span<const int32_t> trust_mask) {
+                    ffi::RemainingRets rets, bool step, bool flat, int64_t offset,
+                    ffi::Span<const int32_t> decay_mask, ffi::Span<const int32_t> trust_mask) {
   Leaves leaves;
-  if (auto error = collect(args, rets, 4, 3, leaves); error.failure()) return error;
+  if (auto error = collect(args, rets, 2, flat, offset, true, leaves); error.failure()) return error;
   const size_t n = leaves.n;
   if (decay_mask.size() != n || trust_mask.size() != n) {
     return ffi::Error::InvalidArgument("decay_mask and trust_mask need one entry per leaf");
-  }
-  for (size_t k = 0; k < n; ++k) {
-    if (auto e = check_f32(leaves.in[k], "gradient", k); e.failure()) return e;
-    if (auto e = check_f32(leaves.in[n + k], "parameter", k); e.failure()) return e;
-    if (auto e = check_f32(leaves.in[2 * n + k], "mu", k); e.failure()) return e;
-    if (auto e = check_f32(leaves.in[3 * n + k], "nu", k); e.failure()) return e;
   }
   if (scalars.element_count() < 14) return ffi::Error::InvalidArgument("lamb needs 14 scalars");
   const float* raw = scalars.typed_data();
@@ -349,17 +361,10 @@ ffi::Error LambImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Re
   parallel_for(pool, chunks.size(), elements, [&](size_t c) {
     const Chunk& chunk = chunks[c];
     const size_t k = chunk.leaf;
-    const float* g = static_cast<const float*>(leaves.in[k].untyped_data());
-    const float* p = static_cast<const float*>(leaves.in[n + k].untyped_data());
-    float* m = static_cast<float*>(leaves.out[n + k].untyped_data());
-    float* v = static_cast<float*>(leaves.out[2 * n + k].untyped_data());
-    const float* m_in = static_cast<const float*>(leaves.in[2 * n + k].untyped_data());
-    const float* v_in = static_cast<const float*>(leaves.in[3 * n + k].untyped_data());
-    const size_t count = chunk.end - chunk.begin;
-    if (m != m_in) std::memcpy(m + chunk.begin, m_in + chunk.begin, count * sizeof(float));
-    if (v != v_in) std::memcpy(v + chunk.begin, v_in + chunk.begin, count * sizeof(float));
-    if (decay_mask[k]) lamb_pass1<true>(g, p, m, v, chunk.begin, chunk.end, s, sum_p[c], sum_r[c]);
-    else lamb_pass1<false>(g, p, m, v, chunk.begin, chunk.end, s, sum_p[c], sum_r[c]);
+    float* m = static_cast<float*>(leaves.state[0][k]);
+    float* v = static_cast<float*>(leaves.state[1][k]);
+    if (decay_mask[k]) lamb_pass1<true>(leaves.g[k], leaves.p[k], m, v, chunk.begin, chunk.end, s, sum_p[c], sum_r[c]);
+    else lamb_pass1<false>(leaves.g[k], leaves.p[k], m, v, chunk.begin, chunk.end, s, sum_p[c], sum_r[c]);
   });
 
   // Per-leaf ratios, summed in chunk order (deterministic whatever the threads did).
@@ -380,10 +385,10 @@ ffi::Error LambImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Re
   parallel_for(pool, chunks.size(), elements, [&](size_t c) {
     const Chunk& chunk = chunks[c];
     const size_t k = chunk.leaf;
-    const float* p = static_cast<const float*>(leaves.in[n + k].untyped_data());
-    const float* m = static_cast<const float*>(leaves.out[n + k].untyped_data());
-    const float* v = static_cast<const float*>(leaves.out[2 * n + k].untyped_data());
-    float* out = static_cast<float*>(leaves.out[k].untyped_data());
+    const float* p = leaves.p[k];
+    const float* m = static_cast<const float*>(leaves.state[0][k]);
+    const float* v = static_cast<const float*>(leaves.state[1][k]);
+    float* out = leaves.out[k];
     const bool decay = decay_mask[k] != 0;
     if (decay && step) lamb_pass2<true, true>(p, m, v, out, chunk.begin, chunk.end, s, ratio[k]);
     else if (decay) lamb_pass2<true, false>(p, m, v, out, chunk.begin, chunk.end, s, ratio[k]);
@@ -423,36 +428,24 @@ void sgd_dispatch(bool nesterov, bool step, const float* g, const float* p, void
   else sgd_range<TT, false, false>(g, p, tt, out, begin, end, beta, neg_lr);
 }
 
-// args: scalars[2] (momentum, -lr), g[n], p[n], trace[n]; rets: out[n], trace'[n].
+// args: scalars[2] (momentum, -lr), g[n], p[n], trace; rets: out[n], trace'.
 ffi::Error SgdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
-                   ffi::RemainingRets rets, bool nesterov, bool step) {
+                   ffi::RemainingRets rets, bool nesterov, bool step, bool flat, int64_t offset) {
   Leaves leaves;
-  if (auto error = collect(args, rets, 3, 2, leaves); error.failure()) return error;
-  const size_t n = leaves.n;
-  for (size_t k = 0; k < n; ++k) {
-    if (auto e = check_f32(leaves.in[k], "gradient", k); e.failure()) return e;
-    if (auto e = check_f32(leaves.in[n + k], "parameter", k); e.failure()) return e;
-    if (auto e = check_moment(leaves.in[2 * n + k], "trace", k); e.failure()) return e;
-  }
+  if (auto error = collect(args, rets, 1, flat, offset, false, leaves); error.failure()) return error;
   if (scalars.element_count() < 2) return ffi::Error::InvalidArgument("sgd needs 2 scalars");
   const float beta = scalars.typed_data()[0], neg_lr = scalars.typed_data()[1];
   const auto chunks = make_chunks(leaves.sizes);
   parallel_for(pool, chunks.size(), total_elements(leaves.sizes), [&](size_t c) {
     const Chunk& chunk = chunks[c];
     const size_t k = chunk.leaf;
-    const float* g = static_cast<const float*>(leaves.in[k].untyped_data());
-    const float* p = static_cast<const float*>(leaves.in[n + k].untyped_data());
-    void* t = leaves.out[n + k].untyped_data();
-    const void* t_in = leaves.in[2 * n + k].untyped_data();
-    const size_t bytes = ffi::ByteWidth(leaves.in[2 * n + k].element_type());
-    if (t != t_in) std::memcpy(static_cast<char*>(t) + chunk.begin * bytes,
-                               static_cast<const char*>(t_in) + chunk.begin * bytes,
-                               (chunk.end - chunk.begin) * bytes);
-    float* out = static_cast<float*>(leaves.out[k].untyped_data());
-    if (leaves.in[2 * n + k].element_type() == ffi::DataType::BF16) {
-      sgd_dispatch<bf16>(nesterov, step, g, p, t, out, chunk.begin, chunk.end, beta, neg_lr);
+    void* t = leaves.state[0][k];
+    if (leaves.state_type[0][k] == ffi::DataType::BF16) {
+      sgd_dispatch<bf16>(nesterov, step, leaves.g[k], leaves.p[k], t, leaves.out[k], chunk.begin, chunk.end, beta,
+                         neg_lr);
     } else {
-      sgd_dispatch<float>(nesterov, step, g, p, t, out, chunk.begin, chunk.end, beta, neg_lr);
+      sgd_dispatch<float>(nesterov, step, leaves.g[k], leaves.p[k], t, leaves.out[k], chunk.begin, chunk.end, beta,
+                          neg_lr);
     }
   });
   return ffi::Error::Success();
@@ -468,6 +461,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(OptcomposeAdam, AdamImpl,
                                   .RemainingRets()
                                   .Attr<bool>("nesterov")
                                   .Attr<bool>("step")
+                                  .Attr<bool>("flat")
+                                  .Attr<int64_t>("offset")
                                   .Attr<ffi::Span<const int32_t>>("decay_mask"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(OptcomposeLamb, LambImpl,
@@ -477,6 +472,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(OptcomposeLamb, LambImpl,
                                   .RemainingArgs()
                                   .RemainingRets()
                                   .Attr<bool>("step")
+                                  .Attr<bool>("flat")
+                                  .Attr<int64_t>("offset")
                                   .Attr<ffi::Span<const int32_t>>("decay_mask")
                                   .Attr<ffi::Span<const int32_t>>("trust_mask"));
 
@@ -487,4 +484,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(OptcomposeSgd, SgdImpl,
                                   .RemainingArgs()
                                   .RemainingRets()
                                   .Attr<bool>("nesterov")
-                                  .Attr<bool>("step"));
+                                  .Attr<bool>("step")
+                                  .Attr<bool>("flat")
+                                  .Attr<int64_t>("offset"));
