@@ -45,6 +45,7 @@ import pytrees  # noqa: E402
 
 from optcompose import optimizers as oc  # noqa: E402
 from optcompose.base import apply_updates  # noqa: E402
+from optcompose.flat import flat_state  # noqa: E402
 from optcompose.fused import fuse  # noqa: E402
 from optcompose.stepping import step as optcompose_step  # noqa: E402
 from optcompose.transforms.adaptive import scale_by_adam  # noqa: E402
@@ -248,6 +249,8 @@ def run_case(case: str, shapes: Any, optimizer: str, args) -> dict:
 
     if "optcompose" in args.libraries:
         runners.append(jax_runner("optcompose step", optcompose_tx(optimizer), None, params, grads, treedef))
+        flat = flat_state(optcompose_tx(optimizer))
+        runners.append(jax_runner("optcompose step, flat state", flat, None, params, grads, treedef))
         runners.append(
             jax_runner("optcompose update+apply", optcompose_tx(optimizer), apply_updates, params, grads, treedef)
         )
@@ -314,14 +317,14 @@ def format_result(result: dict) -> str:
         f"{result['optimizer']}; in-place bandwidth {result['bandwidth_GBps']:.1f} GB/s (jax), "
         f"{result['torch_bandwidth_GBps']:.1f} GB/s (torch) -> memory limit "
         f"{result['memory_limit_ms']:.2f} ms/step",
-        f"  {'library':<24}{'step ms (median)':>18}{'min ms':>10}{'vs optax':>10}{'vs limit':>10}"
+        f"  {'library':<30}{'step ms (median)':>18}{'min ms':>10}{'vs optax':>10}{'vs limit':>10}"
         f"{'compile s':>11}{'state MB':>10}",
     ]
     for label, r in libs.items():
         ratio = f"{r['step_ms'] / reference:.2f}x" if reference else "-"
         compile_s = "-" if math.isnan(r["compile_s"]) else f"{r['compile_s']:.2f}"
         lines.append(
-            f"  {label:<24}{r['step_ms']:>18.2f}{r['min_ms']:>10.2f}{ratio:>10}"
+            f"  {label:<30}{r['step_ms']:>18.2f}{r['min_ms']:>10.2f}{ratio:>10}"
             f"{r['step_ms'] / result['memory_limit_ms']:>9.2f}x{compile_s:>11}{r['state_MB']:>10.1f}"
         )
     return "\n".join(lines)

@@ -8,9 +8,6 @@ transform/optimizer tests; here the fused path must not move a single bit from i
 
 from __future__ import annotations
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -151,24 +148,6 @@ def test_fused_errors_match_the_chain():
         fused.update(params, state, bad)
     with pytest.raises(ValueError, match=r"\['scale'\] has shape"):
         fused.update({**params, "scale": jnp.ones(6)}, state, params)
-
-
-def test_benchmark_quick_run():
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
-    import bench_optimizers
-
-    results = bench_optimizers.main(
-        ["--quick", "--cases", "50x64", "--optimizers", "adamw", "--libraries", "optcompose,optax",
-         "--rounds", "1", "--steps", "1"]
-    )
-    (result,) = results
-    libs = result["libraries"]
-    assert set(libs) == {"optcompose", "optcompose bf16 state", "optax"}
-    # 50 leaves x 64 float32 moments x 2 moments = 25.6 kB, bfloat16 moments half of it.
-    assert libs["optcompose"]["state_MB"] == pytest.approx(50 * 64 * 4 * 2 / 1e6, rel=0.01)
-    assert libs["optcompose bf16 state"]["state_MB"] == pytest.approx(50 * 64 * 2 * 2 / 1e6, rel=0.01)
-    assert libs["optax"]["state_MB"] == pytest.approx(libs["optcompose"]["state_MB"], rel=0.01)
-    assert all(r["step_ms"] > 0 and r["compile_s"] > 0 for r in libs.values())
 
 
 def test_same_shaped_leaves_share_one_traced_leaf_function():

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import jax
@@ -422,3 +424,25 @@ def test_flat_state_checkpoint_round_trip(tmp_path):
     restored = oc.checkpoint.restore(tmp_path / "ckpt", {"params": params, "opt_state": tx.init(params)})
     _assert_trees(restored["opt_state"], state, exact=True)
     assert isinstance(restored["opt_state"][0].mu, oc.FlatTree)
+
+
+def test_benchmark_quick_run():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+    import bench_optimizers
+
+    results = bench_optimizers.main(
+        ["--quick", "--cases", "50x64", "--optimizers", "adamw", "--libraries", "optcompose,optax",
+         "--rounds", "1", "--steps", "1"]
+    )
+    (result,) = results
+    libs = result["libraries"]
+    assert set(libs) == {
+        "optcompose step", "optcompose step, flat state", "optcompose update+apply", "optcompose step, bf16 state",
+        "optax",
+    }
+    # 50 leaves x 64 float32 moments x 2 moments = 25.6 kB, bfloat16 moments half of it.
+    assert libs["optcompose step"]["state_MB"] == pytest.approx(50 * 64 * 4 * 2 / 1e6, rel=0.01)
+    assert libs["optcompose step, flat state"]["state_MB"] == pytest.approx(50 * 64 * 4 * 2 / 1e6, rel=0.01)
+    assert libs["optcompose step, bf16 state"]["state_MB"] == pytest.approx(50 * 64 * 2 * 2 / 1e6, rel=0.01)
+    assert libs["optax"]["state_MB"] == pytest.approx(libs["optcompose step"]["state_MB"], rel=0.01)
+    assert all(r["step_ms"] > 0 and r["compile_s"] > 0 for r in libs.values())
