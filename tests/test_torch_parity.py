@@ -152,3 +152,25 @@ def test_adam_weight_decay_is_not_adamw():
 if __name__ == "__main__":  # prints the table of measured differences for docs/pytorch_mapping.md
     for pair in PAIRS:
         print(f"| {pair} | {differences(pair)[0]:.1e} | {differences(pair)[1]:.1e} |")
+
+
+
+FUSED = {  # torch's own one-pass kernels, against the same optcompose optimizers stepped by optcompose.step
+    "SGD momentum": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, fused=True),
+    "SGD nesterov": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, fused=True),
+    "SGD weight_decay": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=0.1, fused=True),
+    "Adam": lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
+    "AdamW": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1, fused=True),
+}
+
+
+def test_one_pass_step_matches_torch_fused():
+    params, noise = make_problem()
+    names = list(FUSED)
+    ours = tr.run_many([PAIRS[name][1]() for name in names], [(params, noise)] * len(names), "jit", one_pass=True)
+    for name, (trajectory, _) in zip(names, ours, strict=True):
+        theirs = torch_trajectory(FUSED[name], params, noise)
+        for key in theirs:
+            np.testing.assert_allclose(
+                np.asarray(trajectory[key]), theirs[key], rtol=RTOL, atol=ATOL, err_msg=f"{name} fused {key}"
+            )

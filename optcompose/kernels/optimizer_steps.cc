@@ -310,19 +310,44 @@ inline float lamb_direction(float new_mu, float new_nu, float p, const AdamScala
 template <bool kDecay>
 void lamb_pass1(const float* __restrict g, const float* __restrict p, float* __restrict m, float* __restrict v,
                 size_t begin, size_t end, const AdamScalars& s, double& sum_p, double& sum_r) {
-  double sp = 0.0, sr = 0.0;
-  for (size_t i = begin; i < end; ++i) {
+  // Sixteen independent float64 partial sums: a fixed summation order (so a fixed result) that the
+  // compiler can still vectorize, since no sum is reassociated.
+  constexpr size_t kLanes = 16;
+  double sp[kLanes] = {}, sr[kLanes] = {};
+  size_t i = begin;
+  for (; i + kLanes <= end; i += kLanes) {
+    float pv[kLanes], rv[kLanes];
+    for (size_t j = 0; j < kLanes; ++j) {
+      const float gi = g[i + j];
+      const float new_mu = s.b1 * m[i + j] + s.one_minus_b1 * gi;
+      const float new_nu = s.b2 * v[i + j] + s.one_minus_b2 * (gi * gi);
+      m[i + j] = new_mu;
+      v[i + j] = new_nu;
+      pv[j] = p[i + j];
+      rv[j] = lamb_direction<kDecay>(new_mu, new_nu, pv[j], s);
+    }
+    for (size_t j = 0; j < kLanes; ++j) {
+      sp[j] += static_cast<double>(pv[j]) * static_cast<double>(pv[j]);
+      sr[j] += static_cast<double>(rv[j]) * static_cast<double>(rv[j]);
+    }
+  }
+  for (; i < end; ++i) {
     const float gi = g[i];
     const float new_mu = s.b1 * m[i] + s.one_minus_b1 * gi;
     const float new_nu = s.b2 * v[i] + s.one_minus_b2 * (gi * gi);
     m[i] = new_mu;
     v[i] = new_nu;
     const float r = lamb_direction<kDecay>(new_mu, new_nu, p[i], s);
-    sp += static_cast<double>(p[i]) * static_cast<double>(p[i]);
-    sr += static_cast<double>(r) * static_cast<double>(r);
+    sp[0] += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    sr[0] += static_cast<double>(r) * static_cast<double>(r);
   }
-  sum_p = sp;
-  sum_r = sr;
+  double total_p = 0.0, total_r = 0.0;
+  for (size_t j = 0; j < kLanes; ++j) {
+    total_p += sp[j];
+    total_r += sr[j];
+  }
+  sum_p = total_p;
+  sum_r = total_r;
 }
 
 template <bool kDecay, bool kStep>
