@@ -139,12 +139,15 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_state.append(inner_state)
         return updates, tuple(new_state)
 
-    if transforms and getattr(transforms[-1].update, "_optcompose_step_plan", None) is not None:
+    composed = GradientTransformation(init, update)
+    if transforms:
         # optcompose.step can still take the last optimizer's one-pass step after the others.
-        from optcompose.stepping import PrefixPlan, attach_plan, plan_of
+        from optcompose.stepping import PrefixPlan, attach_plan, plan_of  # stepping imports this module
 
-        attach_plan(GradientTransformation(init, update), PrefixPlan(transforms[:-1], plan_of(transforms[-1])))
-    return GradientTransformation(init, update)
+        last = plan_of(transforms[-1])
+        if last is not None:
+            attach_plan(composed, PrefixPlan(transforms[:-1], last))
+    return composed
 
 
 def named_chain(*named_transforms: tuple[str, GradientTransformation]) -> GradientTransformation:
