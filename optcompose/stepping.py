@@ -7,7 +7,7 @@ moments. ``step`` gives the same numbers in one pass: for the optimizers that ca
 and gradients, it calls a C++ kernel (``optcompose.kernels``) that reads gradient, parameter and
 state once and writes parameter and state in place, all leaves in one call, on XLA's thread
 pool. That is 28 bytes per parameter for AdamW (the memory-traffic floor, as torch's
-``fused=True``) against ~44 for ``update`` + ``apply_updates``, and one custom call to compile
+``fused=True``) against 40 for ``update`` + ``apply_updates``, and one custom call to compile
 instead of several fusions per leaf.
 
 Everything else takes the general road, ``tx.update`` then ``apply_updates``, with identical
