@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from optcompose.base import GradientTransformation, _check_transform
+from optcompose.tree import is_record
 
 
 @jax.tree_util.register_pytree_node_class
@@ -85,9 +86,6 @@ class FlatTree:
         return cls(children[0], treedef, shapes)
 
 
-def _is_record(x: Any) -> bool:
-    return isinstance(x, tuple) and hasattr(x, "_fields")
-
 
 def _walk_fields(state: Any, on_field: Callable[[Any], Any]) -> Any:
     """``state`` rebuilt with ``on_field`` applied to every field of every NamedTuple record in it.
@@ -95,7 +93,7 @@ def _walk_fields(state: Any, on_field: Callable[[Any], Any]) -> Any:
     Records are found inside tuples (``chain``), dicts (``named_chain``) and other records; a
     field that ``on_field`` leaves unchanged is searched further.
     """
-    if _is_record(state):
+    if is_record(state):
         fields = []
         for field in state:
             new = on_field(field)
@@ -133,11 +131,11 @@ def reflatten_like(new_state: Any, old_state: Any) -> Any:
     """``new_state`` (expanded) with the fields that were ``FlatTree`` in ``old_state`` flat again."""
     if isinstance(old_state, FlatTree):
         return FlatTree.from_tree(new_state)
-    if _is_record(old_state) or isinstance(old_state, tuple):
+    if is_record(old_state) or isinstance(old_state, tuple):
         if not isinstance(new_state, tuple) or len(new_state) != len(old_state):
             return new_state
         rebuilt = [reflatten_like(n, o) for n, o in zip(new_state, old_state, strict=True)]
-        return type(new_state)(*rebuilt) if _is_record(new_state) else tuple(rebuilt)
+        return type(new_state)(*rebuilt) if is_record(new_state) else tuple(rebuilt)
     if isinstance(old_state, Mapping) and type(old_state) is dict and isinstance(new_state, dict):
         return {k: reflatten_like(v, old_state[k]) if k in old_state else v for k, v in new_state.items()}
     return new_state

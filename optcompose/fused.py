@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from optcompose.base import GradientTransformation, _check_state_length, _check_transform, chain
-from optcompose.tree import NotFloatingError, check_floating, check_same_structure
+from optcompose.tree import NotFloatingError, check_floating, check_same_structure, is_record
 from optcompose.tree import map as tree_map
 
 # (module, factory) of every transform whose update works leaf by leaf and on an empty pytree.
@@ -82,9 +82,6 @@ def _check_leafwise(index: int, transform: GradientTransformation) -> None:
         )
 
 
-def _is_record(state: Any) -> bool:
-    return isinstance(state, tuple) and hasattr(state, "_fields")
-
 
 def _per_leaf_fields(state: Any, expected: Any, updates: Any, structure: Any) -> tuple[bool, ...]:
     """Which fields of ``state`` hold one value per leaf of the updates (``mu``, ``nu``, ``trace``).
@@ -92,7 +89,7 @@ def _per_leaf_fields(state: Any, expected: Any, updates: Any, structure: Any) ->
     Decided from ``expected``, the state ``init`` builds for parameters shaped like the updates, so
     a state from other parameters raises here, naming the first differing path, as the chain does.
     """
-    if not _is_record(state) or not _is_record(expected):
+    if not is_record(state) or not is_record(expected):
         return ()
     mask = tuple(jax.tree.structure(field) == structure for field in expected)
     for name, field, per_leaf in zip(state._fields, state, mask, strict=True):

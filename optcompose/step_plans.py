@@ -26,7 +26,7 @@ from optcompose.kernels import calls
 from optcompose.numerics import bias_correction_factor
 from optcompose.transforms.adaptive import ScaleByAdamState
 from optcompose.transforms.momentum import TraceState
-from optcompose.transforms.partition import MaskedState
+from optcompose.transforms.partition import MaskedState, resolve_mask
 from optcompose.tree import safe_increment
 
 _F32 = jnp.dtype(jnp.float32)
@@ -74,7 +74,7 @@ def _leaf_flags(mask: Any, params: Any, structure: Any) -> list[bool] | None:
     if mask is None:
         return [True] * structure.num_leaves
     try:
-        tree = mask(params) if callable(mask) else mask
+        tree = resolve_mask(mask, params)
         flags = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: bool(m), sub), tree, params)
         return [bool(f) for f in structure.flatten_up_to(flags)]
     except (TypeError, ValueError, jax.errors.ConcretizationTypeError):

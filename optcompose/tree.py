@@ -12,6 +12,11 @@ import numpy as np
 INT32_MAX = np.iinfo(np.int32).max
 
 
+def is_record(x: Any) -> bool:
+    """Whether ``x`` is a NamedTuple instance (a transform's state record)."""
+    return isinstance(x, tuple) and hasattr(x, "_fields")
+
+
 def path_str(path: Sequence[Any]) -> str:
     """``(DictKey('dense'), DictKey('kernel'))`` -> ``"['dense']['kernel']"``; ``()`` -> ``"<root>"``."""
     return jax.tree_util.keystr(tuple(path)) or "<root>"

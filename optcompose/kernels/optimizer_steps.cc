@@ -178,6 +178,7 @@ void adam_dispatch(bool m_bf16, bool v_bf16, bool decay, bool step, const float*
 //   rets: out[n] (new params or updates), then new s_j likewise, aliased to the inputs.
 struct Leaves {
   size_t n = 0;
+  size_t total = 0;  // elements over all leaves
   std::vector<size_t> sizes;
   std::vector<const float*> g, p;
   std::vector<float*> out;
@@ -221,8 +222,7 @@ ffi::Error collect(ffi::RemainingArgs& args, ffi::RemainingRets& rets, size_t st
     leaves.p.push_back(static_cast<const float*>(in[n + k].untyped_data()));
     leaves.out.push_back(static_cast<float*>(out[k].untyped_data()));
   }
-  size_t total = 0;
-  for (size_t size : leaves.sizes) total += size;
+  for (size_t size : leaves.sizes) leaves.total += size;
   leaves.state.assign(state_groups, std::vector<void*>(n));
   leaves.state_type.assign(state_groups, std::vector<ffi::DataType>(n));
   for (size_t j = 0; j < state_groups; ++j) {
@@ -234,7 +234,7 @@ ffi::Error collect(ffi::RemainingArgs& args, ffi::RemainingRets& rets, size_t st
         return ffi::Error::InvalidArgument(std::string("optimizer state must be float32") +
                                            (state_f32_only ? "" : " or bfloat16"));
       }
-      const size_t needed = flat ? static_cast<size_t>(offset) + total : leaves.sizes[k];
+      const size_t needed = flat ? static_cast<size_t>(offset) + leaves.total : leaves.sizes[k];
       if (offset < 0 || src.element_count() < needed || dst.element_count() != src.element_count()) {
         return ffi::Error::InvalidArgument("optimizer state has the wrong size");
       }
@@ -256,12 +256,6 @@ ffi::Error collect(ffi::RemainingArgs& args, ffi::RemainingRets& rets, size_t st
   return ffi::Error::Success();
 }
 
-size_t total_elements(const std::vector<size_t>& sizes) {
-  size_t total = 0;
-  for (size_t s : sizes) total += s;
-  return total;
-}
-
 // args: scalars[11], g[n], p[n], m, v (see Leaves); rets: out[n] (new p, or updates), m', v'.
 ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
                     ffi::RemainingRets rets, bool nesterov, bool step, bool flat, int64_t offset,
@@ -273,7 +267,7 @@ ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Re
   if (scalars.element_count() < 11) return ffi::Error::InvalidArgument("adam needs 11 scalars");
   const AdamScalars s = adam_scalars(scalars.typed_data());
   const auto chunks = make_chunks(leaves.sizes);
-  parallel_for(pool, chunks.size(), total_elements(leaves.sizes), [&](size_t c) {
+  parallel_for(pool, chunks.size(), leaves.total, [&](size_t c) {
     const Chunk& chunk = chunks[c];
     const size_t k = chunk.leaf;
     const bool m_bf16 = leaves.state_type[0][k] == ffi::DataType::BF16;
@@ -380,10 +374,9 @@ ffi::Error LambImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Re
   const AdamScalars s = adam_scalars(raw);
   const float min_norm = raw[11], trust_coefficient = raw[12], trust_eps = raw[13];
   const auto chunks = make_chunks(leaves.sizes);
-  const size_t elements = total_elements(leaves.sizes);
   std::vector<double> sum_p(chunks.size()), sum_r(chunks.size());
 
-  parallel_for(pool, chunks.size(), elements, [&](size_t c) {
+  parallel_for(pool, chunks.size(), leaves.total, [&](size_t c) {
     const Chunk& chunk = chunks[c];
     const size_t k = chunk.leaf;
     float* m = static_cast<float*>(leaves.state[0][k]);
@@ -407,7 +400,7 @@ ffi::Error LambImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Re
     ratio[k] = either_zero ? 1.0f : trust_coefficient * param_norm / (update_norm + trust_eps);
   }
 
-  parallel_for(pool, chunks.size(), elements, [&](size_t c) {
+  parallel_for(pool, chunks.size(), leaves.total, [&](size_t c) {
     const Chunk& chunk = chunks[c];
     const size_t k = chunk.leaf;
     const float* p = leaves.p[k];
@@ -461,7 +454,7 @@ ffi::Error SgdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Rem
   if (scalars.element_count() < 2) return ffi::Error::InvalidArgument("sgd needs 2 scalars");
   const float beta = scalars.typed_data()[0], neg_lr = scalars.typed_data()[1];
   const auto chunks = make_chunks(leaves.sizes);
-  parallel_for(pool, chunks.size(), total_elements(leaves.sizes), [&](size_t c) {
+  parallel_for(pool, chunks.size(), leaves.total, [&](size_t c) {
     const Chunk& chunk = chunks[c];
     const size_t k = chunk.leaf;
     void* t = leaves.state[0][k];

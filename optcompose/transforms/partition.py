@@ -23,7 +23,8 @@ class PartitionState(NamedTuple):
     inner_states: dict[Hashable, MaskedState]
 
 
-def _resolve(spec: Any, params: Any) -> Any:
+def resolve_mask(spec: Any, params: Any) -> Any:
+    """A mask or label tree given as is, or as a function of the params."""
     return spec(params) if callable(spec) else spec
 
 
@@ -62,7 +63,7 @@ def masked(inner: GradientTransformation, mask: Any | Callable[[Any], Any]) -> G
     """
 
     def resolved_mask(tree):
-        mask_tree = _resolve(mask, tree)
+        mask_tree = resolve_mask(mask, tree)
         _check_bool_mask(mask_tree)
         return mask_tree
 
@@ -102,7 +103,7 @@ def partition(
         raise TypeError("transforms must be a non-empty dict mapping labels to GradientTransformations")
 
     def labels_of(tree):
-        labels = _resolve(param_labels, tree)
+        labels = resolve_mask(param_labels, tree)
         for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
             if label not in transforms:
                 raise ValueError(
