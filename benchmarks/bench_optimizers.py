@@ -44,15 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pytrees  # noqa: E402
 
 from optcompose import optimizers as oc  # noqa: E402
-from optcompose.base import apply_updates  # noqa: E402
-from optcompose.flat import flat_state  # noqa: E402
-from optcompose.fused import fuse  # noqa: E402
-from optcompose.stepping import step as optcompose_step  # noqa: E402
-from optcompose.transforms.adaptive import scale_by_adam  # noqa: E402
-from optcompose.transforms.decay import add_decayed_weights  # noqa: E402
-from optcompose.transforms.momentum import trace  # noqa: E402
-from optcompose.transforms.scaling import scale_by_learning_rate  # noqa: E402
-from optcompose.transforms.trust_ratio import scale_by_trust_ratio  # noqa: E402
+from optcompose._base import apply_updates  # noqa: E402
+from optcompose.speed._flat import flat_state  # noqa: E402
+from optcompose.speed._step import step as optcompose_step  # noqa: E402
 
 HYPER = {"learning_rate": 1e-3, "weight_decay": 1e-2, "momentum": 0.9}
 BYTES_PER_PARAM = {"adamw": 28, "sgd": 20, "lamb": 28}
@@ -81,20 +75,6 @@ def optcompose_tx(name: str, moment_dtype: Any = None):
         return oc.sgd(h["learning_rate"], momentum=h["momentum"], accumulator_dtype=moment_dtype)
     if name == "lamb":
         return oc.lamb(h["learning_rate"], weight_decay=h["weight_decay"])
-    raise ValueError(name)
-
-
-def optcompose_fused_tx(name: str):
-    """The same optimizer's transforms combined by ``optcompose.fused.fuse`` instead of ``chain``."""
-    h = HYPER
-    lr, wd = h["learning_rate"], h["weight_decay"]
-    if name == "adamw":
-        return fuse(scale_by_adam(), add_decayed_weights(wd), scale_by_learning_rate(lr))
-    if name == "sgd":
-        return fuse(trace(h["momentum"]), scale_by_learning_rate(lr))
-    if name == "lamb":
-        adam = scale_by_adam(eps=1e-6)
-        return fuse(adam, add_decayed_weights(wd), scale_by_trust_ratio(), scale_by_learning_rate(lr))
     raise ValueError(name)
 
 
@@ -254,9 +234,6 @@ def run_case(case: str, shapes: Any, optimizer: str, args) -> dict:
         runners.append(
             jax_runner("optcompose update+apply", optcompose_tx(optimizer), apply_updates, params, grads, treedef)
         )
-        if args.fused:
-            fused = optcompose_fused_tx(optimizer)
-            runners.append(jax_runner("optcompose fuse()", fused, apply_updates, params, grads, treedef))
         if args.bf16_moments and optimizer in ("adamw", "sgd"):
             tx = optcompose_tx(optimizer, moment_dtype=jnp.bfloat16)
             runners.append(jax_runner("optcompose step, bf16 state", tx, None, params, grads, treedef))
@@ -354,8 +331,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per library per round")
     parser.add_argument("--no-bf16-moments", dest="bf16_moments", action="store_false",
                         help="skip the optcompose run with bfloat16 moments")
-    parser.add_argument("--fused", action="store_true",
-                        help="also time the same transforms combined by optcompose.fused.fuse")
     parser.add_argument("--compiler-options", default=None,
                         help='XLA options for every JAX step, as JSON: \'{"xla_cpu_parallel_codegen_split_count": 1}\'')
     parser.add_argument("--json", default=None, help="also write the results to this file")

@@ -9,8 +9,8 @@ the learning rate::
     w  -> w - lr * (u_t + weight_decay * w)
 
 Only the first two lines are new; decoupled weight decay and the learning rate are existing
-transforms, chained after it. ``b1`` and ``b2`` live in the state as data (``HyperparamSpec``),
-like every built-in transform's. Sign updates are larger than Adam's, so the paper uses a
+transforms, chained after it. ``oc.leafwise`` turns the per-leaf rule into a transform: ``b1`` and
+``b2`` live in the state as data (settable, schedulable), like every built-in transform's. Sign updates are larger than Adam's, so the paper uses a
 learning rate 3-10x smaller and a weight decay 3-10x larger than AdamW's (3x here); both runs
 below share the seed's warmup + cosine schedule shape. Measured on the digits: AdamW 97.3 %, Lion
 96.9 % test accuracy after 15 epochs.
@@ -29,9 +29,7 @@ import numpy as np
 
 import optcompose as oc
 from optcompose import recipes
-from optcompose.hyperparams import HyperparamSpec
 from optcompose.schedules import warmup_cosine_decay_schedule
-from optcompose.tree import safe_increment
 
 
 # ---- Lion: the whole optimizer --------------------------------------------------------------
@@ -41,20 +39,13 @@ class ScaleByLionState(NamedTuple):
     hyperparams: oc.Hyperparams
 
 
+def _lion(g, mu, *, hp):
+    direction = jnp.sign(hp.b1 * mu + (1 - hp.b1) * g)
+    return direction, hp.b2 * mu + (1 - hp.b2) * g
+
+
 def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> oc.GradientTransformation:
-    spec = HyperparamSpec(b1=b1, b2=b2)
-
-    def init(params):
-        return ScaleByLionState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params), spec.init())
-
-    def update(updates, state, params=None, **extra_args):
-        hp = spec.current(state.hyperparams, state.count)
-        direction = jax.tree.map(lambda g, m: jnp.sign(hp["b1"] * m + (1 - hp["b1"]) * g), updates, state.mu)
-        mu = jax.tree.map(lambda g, m: hp["b2"] * m + (1 - hp["b2"]) * g, updates, state.mu)
-        count = safe_increment(state.count)
-        return direction, ScaleByLionState(count, mu, spec.advance(state.hyperparams, count))
-
-    return oc.GradientTransformation(init, update)
+    return oc.leafwise(_lion, ScaleByLionState, hyperparams={"b1": b1, "b2": b2})
 
 
 def lion(learning_rate, b1=0.9, b2=0.99, weight_decay=1e-3, mask=None) -> oc.GradientTransformation:

@@ -46,7 +46,7 @@ from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from optcompose import optimizers  # noqa: E402
-from optcompose.base import apply_updates  # noqa: E402
+from optcompose._base import apply_updates  # noqa: E402
 from optcompose.sharding import bytes_per_device, replicated, state_shardings  # noqa: E402
 
 

@@ -1,8 +1,14 @@
-"""optcompose: composable gradient transformations for JAX, with Optax's vocabulary."""
+"""optcompose: composable gradient transformations for JAX, with Optax's vocabulary.
 
-from optcompose import averaging, checkpoint, lr_finder, recipes, sharding
-from optcompose.averaging import swa, swa_learning_rate_schedule, update_bn
-from optcompose.base import (
+This file is the whole public surface. Namespaces as Optax's: ``optcompose.transforms``,
+``optcompose.schedules``, ``optcompose.optimizers``; ours: ``optcompose.speed`` (one-pass steps,
+flat state), ``optcompose.recipes``, ``optcompose.averaging``, ``optcompose.sharding``;
+integrations, loaded on first use: ``optcompose.checkpoint`` (orbax), ``optcompose.TrainState`` (Flax).
+Names kept only for Optax compatibility are marked ``# Optax name``.
+"""
+
+from optcompose import averaging, lr_finder, optimizers, recipes, schedules, sharding, speed, transforms
+from optcompose._base import (
     EmptyState,
     GradientTransformation,
     GradientTransformationExtraArgs,
@@ -14,99 +20,116 @@ from optcompose.base import (
     apply_updates,
     chain,
     identity,
+    init_empty_state,
     named_chain,
     set_to_zero,
     stateless,
+    stateless_with_tree_map,
+    with_extra_args_support,
 )
-from optcompose.flat import FlatTree, flat_state
-from optcompose.fused import fuse
-from optcompose.hyperparams import Hyperparams, get_hyperparams, rename_hyperparams, set_hyperparams
-from optcompose.inject import InjectHyperparamsState, inject_hyperparams
+from optcompose._hyperparams import (
+    Hyperparams,
+    InjectHyperparamsState,
+    get_hyperparams,
+    rename_hyperparams,
+    set_hyperparams,
+)
+from optcompose._leafwise import Leafwise, leafwise
+from optcompose._tree import NotFloatingError, global_norm, safe_increment
+from optcompose.averaging import swa, swa_learning_rate_schedule, update_bn
 from optcompose.lr_finder import lr_find
 from optcompose.optimizers import adagrad, adam, adamw, lamb, lars, rmsprop, sgd
 from optcompose.schedules import (
+    CyclicSchedules,
+    InjectStatefulHyperparamsState,
     OneCycleSchedules,
+    WrappedSchedule,
+    chained_schedule,
+    constant_lr_schedule,
     constant_schedule,
     cosine_decay_schedule,
     cosine_onecycle_schedule,
     cosine_warm_restarts_schedule,
+    cyclic_schedule,
     exponential_decay,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
+    inverse_sqrt_schedule,
     join_schedules,
+    linear_lr_schedule,
     linear_onecycle_schedule,
     linear_schedule,
     one_cycle_schedule,
     piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
+    polynomial_lr_schedule,
     polynomial_schedule,
+    sequential_schedule,
     sgdr_schedule,
     warmup_constant_schedule,
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
+    warmup_stable_decay_schedule,
 )
-from optcompose.stepping import step
-from optcompose.train_state import TrainState
-from optcompose.transforms.accumulation import MultiSteps, MultiStepsState, skip_large_updates, skip_not_finite
-from optcompose.transforms.adaptive import (
+from optcompose.speed import FlatTree, flat_state, step
+from optcompose.transforms import (
+    AddDecayedWeightsState,
+    ApplyIfFiniteState,
+    ClipByGlobalNormState,
+    ClipState,
+    EmaState,
+    MaskedNode,
+    MaskedState,
+    MultiSteps,
+    MultiStepsState,
+    PartitionState,
     ScaleByAdamState,
+    ScaleByLearningRateState,
     ScaleByRmsState,
     ScaleByRssState,
     ScaleByRStdDevState,
+    ScaleByScheduleState,
+    ScaleByTrustRatioState,
+    ScaleState,
+    TraceState,
+    add_decayed_weights,
+    apply_if_finite,
+    clip,
+    clip_by_global_norm,
+    ema,
+    freeze,
+    masked,
+    partition,
+    scale,
     scale_by_adam,
+    scale_by_learning_rate,
     scale_by_rms,
     scale_by_rss,
-    scale_by_stddev,
-)
-from optcompose.transforms.clipping import ClipByGlobalNormState, ClipState, clip, clip_by_global_norm
-from optcompose.transforms.decay import AddDecayedWeightsState, add_decayed_weights
-from optcompose.transforms.guards import ApplyIfFiniteState, apply_if_finite
-from optcompose.transforms.momentum import EmaState, TraceState, ema, trace
-from optcompose.transforms.partition import MaskedNode, MaskedState, PartitionState, freeze, masked, partition
-from optcompose.transforms.scaling import (
-    ScaleByLearningRateState,
-    ScaleByScheduleState,
-    ScaleState,
-    scale,
-    scale_by_learning_rate,
     scale_by_schedule,
+    scale_by_stddev,
+    scale_by_trust_ratio,
+    skip_large_updates,
+    skip_not_finite,
+    trace,
 )
-from optcompose.transforms.trust_ratio import ScaleByTrustRatioState, scale_by_trust_ratio
-from optcompose.tree import NotFloatingError, global_norm, safe_increment
 
-# Optax's older names for partition and its state; the same objects.
-multi_transform = partition
-MultiTransformState = PartitionState
+multi_transform = partition  # Optax name
+MultiTransformState = PartitionState  # Optax name
 
 __version__ = "0.1.0"
 
-__all__ = [
-    # core
-    "GradientTransformation", "GradientTransformationExtraArgs", "EmptyState", "chain", "named_chain", "fuse",
-    "identity", "set_to_zero", "stateless", "apply_updates", "step", "TrainState", "flat_state", "FlatTree",
-    "Params", "Updates", "OptState", "Schedule", "ScalarOrSchedule",
-    # transforms
-    "scale", "scale_by_learning_rate", "scale_by_schedule", "trace", "ema",
-    "scale_by_rss", "scale_by_rms", "scale_by_stddev", "scale_by_adam", "add_decayed_weights",
-    "scale_by_trust_ratio", "clip", "clip_by_global_norm", "masked", "partition", "multi_transform", "freeze",
-    "rename_hyperparams",
-    # transform states
-    "ScaleState", "ScaleByLearningRateState", "ScaleByScheduleState", "TraceState", "EmaState",
-    "ScaleByRssState", "ScaleByRmsState", "ScaleByRStdDevState", "ScaleByAdamState", "AddDecayedWeightsState",
-    "ScaleByTrustRatioState", "ClipState", "ClipByGlobalNormState", "MaskedState", "MaskedNode", "PartitionState",
-    "MultiTransformState",
-    # wrappers: guards and accumulation
-    "apply_if_finite", "ApplyIfFiniteState", "MultiSteps", "MultiStepsState", "skip_not_finite", "skip_large_updates",
-    # optimizers
-    "sgd", "adagrad", "rmsprop", "adam", "adamw", "lars", "lamb",
-    # schedules
-    "constant_schedule", "linear_schedule", "polynomial_schedule", "exponential_decay",
-    "piecewise_constant_schedule", "cosine_decay_schedule", "warmup_cosine_decay_schedule",
-    "warmup_constant_schedule", "warmup_exponential_decay_schedule", "join_schedules", "sgdr_schedule",
-    "cosine_warm_restarts_schedule", "cosine_onecycle_schedule", "linear_onecycle_schedule",
-    "one_cycle_schedule", "OneCycleSchedules",
-    # hyperparameters as data
-    "Hyperparams", "get_hyperparams", "set_hyperparams", "inject_hyperparams", "InjectHyperparamsState",
-    # training utilities
-    "swa", "swa_learning_rate_schedule", "update_bn", "lr_find", "global_norm", "safe_increment",
-    "NotFloatingError",
-    # submodules
-    "recipes", "averaging", "lr_finder", "checkpoint", "sharding",
-]
+_LAZY = {
+    "TrainState": ("optcompose.integrations.flax", "TrainState"),
+    "checkpoint": ("optcompose.integrations.checkpoint", None),
+}
+
+
+def __getattr__(name: str):
+    # Integrations import their libraries (Flax, orbax) only when first used.
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        module = importlib.import_module(module_name)
+        return module if attribute is None else getattr(module, attribute)
+    raise AttributeError(f"module 'optcompose' has no attribute {name!r}")

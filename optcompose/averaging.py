@@ -24,13 +24,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optcompose import validate
-from optcompose.base import Params, Schedule
-from optcompose.hyperparams import Hyperparams, HyperparamSpec
-from optcompose.numerics import widen
+from optcompose import _validate as validate
+from optcompose._base import Params, Schedule
+from optcompose._hyperparams import Hyperparams, HyperparamSpec
+from optcompose._numerics import widen
 from optcompose.schedules import _count
-from optcompose.tree import map as tree_map
-from optcompose.tree import path_str, safe_increment
+from optcompose._tree import map as tree_map
+from optcompose._tree import path_str, safe_increment
 
 __all__ = [
     "ParamAveraging",

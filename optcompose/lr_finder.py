@@ -5,7 +5,7 @@ loss, and read a good learning rate off the curve: where the loss falls fastest,
 lowest (the minimum already sits at a rate too high for stable training).
 
 The optimizer is built once with a constant learning rate; every step writes the next rate into
-its state with :func:`optcompose.hyperparams.set_hyperparams`. The rate is data for the compiled
+its state with :func:`optcompose._hyperparams.set_hyperparams`. The rate is data for the compiled
 step, so the whole sweep compiles once.
 """
 
@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from optcompose import validate
-from optcompose.base import GradientTransformation, Params, apply_updates
-from optcompose.hyperparams import get_hyperparams, set_hyperparams
+from optcompose import _validate as validate
+from optcompose._base import GradientTransformation, Params, apply_updates
+from optcompose._hyperparams import get_hyperparams, set_hyperparams
 
 __all__ = ["LRFinderResult", "lr_find", "lr_suggestions", "plot_lr_find"]
 

@@ -32,16 +32,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from optcompose import validate
-from optcompose.base import GradientTransformation, Params, Schedule, chain
-from optcompose.optimizers import adam, adamw, sgd
+from optcompose import _validate as validate
+from optcompose._base import GradientTransformation, Params, Schedule, chain
+from optcompose.optimizers._classic import adam, adamw, sgd
 from optcompose.schedules import (
     cosine_decay_schedule,
     linear_schedule,
     warmup_cosine_decay_schedule,
 )
-from optcompose.transforms.decay import add_decayed_weights
-from optcompose.transforms.partition import partition
+from optcompose.transforms._decay import add_decayed_weights
+from optcompose.transforms._partition import partition
 
 HEAD_NAMES = ("head", "classifier")
 """Top-level parameter names that :func:`default_head_labels` treats as the new head."""

@@ -43,7 +43,7 @@ def make_step(tx):
     import jax
     import jax.numpy as jnp
 
-    from optcompose.base import apply_updates
+    from optcompose._base import apply_updates
 
     def loss_fn(params, x, y):
         h = jnp.tanh(x @ params["hidden"]["kernel"] + params["hidden"]["bias"])

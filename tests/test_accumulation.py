@@ -8,13 +8,13 @@ import numpy as np
 import optax
 import pytest
 
-from optcompose.base import apply_updates, chain
-from optcompose.hyperparams import get_hyperparams, set_hyperparams
-from optcompose.optimizers import adam, sgd
-from optcompose.transforms.accumulation import MultiSteps, MultiStepsState, skip_large_updates, skip_not_finite
-from optcompose.transforms.clipping import clip_by_global_norm
-from optcompose.transforms.scaling import scale_by_learning_rate
-from optcompose.tree import INT32_MAX
+from optcompose._base import apply_updates, chain
+from optcompose._hyperparams import get_hyperparams, set_hyperparams
+from optcompose._tree import INT32_MAX
+from optcompose.optimizers._classic import adam, sgd
+from optcompose.transforms._accumulation import MultiSteps, MultiStepsState, skip_large_updates, skip_not_finite
+from optcompose.transforms._clipping import clip_by_global_norm
+from optcompose.transforms._scaling import scale_by_learning_rate
 
 K, MICRO, STEPS = 4, 2, 3
 

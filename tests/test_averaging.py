@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from optcompose._hyperparams import get_hyperparams, set_hyperparams
 from optcompose.averaging import SWAState, swa, swa_learning_rate_schedule, update_bn
-from optcompose.hyperparams import get_hyperparams, set_hyperparams
 
 STEPS = 12
 

@@ -7,15 +7,15 @@ import jax.numpy as jnp
 import pytest
 from flax.core import FrozenDict
 
-from optcompose.base import apply_updates, chain
-from optcompose.optimizers import adagrad, adam, adamw, lamb, lars, rmsprop, sgd
-from optcompose.transforms.adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
-from optcompose.transforms.clipping import clip, clip_by_global_norm
-from optcompose.transforms.decay import add_decayed_weights
-from optcompose.transforms.momentum import ema, trace
-from optcompose.transforms.partition import masked
-from optcompose.transforms.scaling import scale_by_learning_rate
-from optcompose.transforms.trust_ratio import scale_by_trust_ratio
+from optcompose._base import apply_updates, chain
+from optcompose.optimizers._classic import adagrad, adam, adamw, lamb, lars, rmsprop, sgd
+from optcompose.transforms._adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
+from optcompose.transforms._clipping import clip, clip_by_global_norm
+from optcompose.transforms._decay import add_decayed_weights
+from optcompose.transforms._momentum import ema, trace
+from optcompose.transforms._partition import masked
+from optcompose.transforms._scaling import scale_by_learning_rate
+from optcompose.transforms._trust_ratio import scale_by_trust_ratio
 
 NAN = float("nan")
 
@@ -51,7 +51,7 @@ BAD_ARGUMENTS = [
     ("decay", lambda: rmsprop(0.1, decay=1.0)),
     ("decay", lambda: scale_by_rms(decay=-0.1)),
     ("decay", lambda: ema(1.5)),
-    ("decay", lambda: trace(1.0)),
+    ("decay", lambda: trace(1.5)),  # decay = 1 (no forgetting) is accepted, as in Optax
     # momentum: [0, 1)
     ("momentum", lambda: sgd(0.1, momentum=1.0)),
     ("momentum", lambda: sgd(0.1, momentum=-0.5)),

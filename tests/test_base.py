@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from flax.core import FrozenDict
 
-from optcompose.base import (
+from optcompose._base import (
     EmptyState,
     GradientTransformation,
+    GradientTransformationExtraArgs,
     apply_updates,
     chain,
     identity,
@@ -20,10 +21,10 @@ from optcompose.base import (
     set_to_zero,
     stateless,
 )
-from optcompose.transforms.adaptive import ScaleByAdamState, scale_by_adam
-from optcompose.transforms.clipping import clip
-from optcompose.transforms.momentum import trace
-from optcompose.transforms.scaling import scale, scale_by_learning_rate
+from optcompose.transforms._adaptive import ScaleByAdamState, scale_by_adam
+from optcompose.transforms._clipping import clip
+from optcompose.transforms._momentum import trace
+from optcompose.transforms._scaling import scale, scale_by_learning_rate
 
 PARAMS = {
     "w": jnp.array([[1.0, -2.0], [0.5, 3.0]]),
@@ -88,11 +89,26 @@ def test_chain_forwards_extra_args():
         seen.append(extra_args)
         return jax.tree.map(lambda u: u * extra_args["loss"], updates), state
 
-    needs_loss = GradientTransformation(lambda params: EmptyState(), update)
+    needs_loss = GradientTransformationExtraArgs(lambda params: EmptyState(), update)
     tx = chain(identity(), needs_loss, scale(1.0))
     out, _ = tx.update(GRADS, tx.init(PARAMS), PARAMS, loss=3.0)
     assert seen == [{"loss": 3.0}]
     chex.assert_trees_all_close(out, jax.tree.map(lambda g: 3.0 * g, GRADS))
+
+
+def test_plain_transform_in_chain_gets_no_extra_args():
+    # Optax's rule: a plain GradientTransformation's update is called without extra arguments.
+    seen = []
+
+    def update(updates, state, params=None):
+        seen.append("called")
+        return updates, state
+
+    plain = GradientTransformation(lambda params: EmptyState(), update)
+    tx = chain(plain, scale(2.0))
+    out, _ = tx.update(GRADS, tx.init(PARAMS), PARAMS, loss=3.0)
+    assert seen == ["called"]
+    chex.assert_trees_all_close(out, jax.tree.map(lambda g: 2.0 * g, GRADS))
 
 
 def test_chain_rejects_non_transforms():

@@ -1,4 +1,4 @@
-"""optcompose.checkpoint: params + optimizer state + step survive a save/restore exactly."""
+"""optcompose.integrations.checkpoint: params + optimizer state + step survive a save/restore exactly."""
 
 import sys
 
@@ -10,11 +10,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optcompose import checkpoint, optimizers
-from optcompose.base import apply_updates, chain
-from optcompose.hyperparams import Hyperparams, get_hyperparams
+from optcompose._base import apply_updates, chain
+from optcompose._hyperparams import Hyperparams, get_hyperparams
 from optcompose.sharding import replicated, state_shardings
-from optcompose.transforms.partition import MaskedNode, partition
-from optcompose.transforms.scaling import scale_by_learning_rate
+from optcompose.transforms._partition import MaskedNode, partition
+from optcompose.transforms._scaling import scale_by_learning_rate
 
 pytest.importorskip("orbax.checkpoint")
 

@@ -13,18 +13,18 @@ import pytest
 
 from optcompose import optimizers as opt
 from optcompose import schedules
-from optcompose.base import apply_updates, chain, identity, set_to_zero
-from optcompose.inject import inject_hyperparams
-from optcompose.transforms.accumulation import MultiSteps
-from optcompose.transforms.adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
-from optcompose.transforms.clipping import clip, clip_by_global_norm
-from optcompose.transforms.decay import add_decayed_weights
-from optcompose.transforms.guards import apply_if_finite
-from optcompose.transforms.momentum import ema, trace
-from optcompose.transforms.partition import freeze, masked, partition
-from optcompose.transforms.scaling import scale, scale_by_learning_rate, scale_by_schedule
-from optcompose.transforms.trust_ratio import scale_by_trust_ratio
-from optcompose.tree import INT32_MAX, NotFloatingError
+from optcompose._base import apply_updates, chain, identity, set_to_zero
+from optcompose._tree import INT32_MAX, NotFloatingError
+from optcompose.schedules._inject import inject_hyperparams
+from optcompose.transforms._accumulation import MultiSteps
+from optcompose.transforms._adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
+from optcompose.transforms._clipping import clip, clip_by_global_norm
+from optcompose.transforms._decay import add_decayed_weights
+from optcompose.transforms._guards import apply_if_finite
+from optcompose.transforms._momentum import ema, trace
+from optcompose.transforms._partition import freeze, masked, partition
+from optcompose.transforms._scaling import scale, scale_by_learning_rate, scale_by_schedule
+from optcompose.transforms._trust_ratio import scale_by_trust_ratio
 
 # name -> factory of a transform over the parameter tree {"a": ..., "b": ...}. Every optimizer and
 # transform in the package, with non-default flags where they change the arithmetic.

@@ -16,8 +16,8 @@ from flax import nnx
 from flax.training import train_state
 
 from optcompose import optimizers
-from optcompose.base import apply_updates
-from optcompose.hyperparams import get_hyperparams, set_hyperparams
+from optcompose._base import apply_updates
+from optcompose._hyperparams import get_hyperparams, set_hyperparams
 
 STEPS = 4
 LR = 0.05

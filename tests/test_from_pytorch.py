@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from optcompose.averaging import swa, swa_learning_rate_schedule
-from optcompose.optimizers import adam, adamw, sgd
+from optcompose.optimizers._classic import adam, adamw, sgd
 from optcompose.schedules import (
     cosine_decay_schedule,
     cosine_warm_restarts_schedule,

@@ -6,12 +6,12 @@ import numpy as np
 import optax
 import pytest
 
-from optcompose.base import GradientTransformation, apply_updates, chain, identity
-from optcompose.hyperparams import get_hyperparams, set_hyperparams
-from optcompose.optimizers import adam, sgd
-from optcompose.transforms.guards import ApplyIfFiniteState, all_finite, apply_if_finite
-from optcompose.transforms.scaling import scale_by_learning_rate
-from optcompose.tree import INT32_MAX
+from optcompose._base import GradientTransformationExtraArgs, apply_updates, chain, identity
+from optcompose._hyperparams import get_hyperparams, set_hyperparams
+from optcompose._tree import INT32_MAX
+from optcompose.optimizers._classic import adam, sgd
+from optcompose.transforms._guards import ApplyIfFiniteState, all_finite, apply_if_finite
+from optcompose.transforms._scaling import scale_by_learning_rate
 
 NAN, INF = float("nan"), float("inf")
 # Gradient values for a sequence of steps; 0 marks a finite step, the others poison one entry.
@@ -176,7 +176,7 @@ def test_in_chain_and_extra_args_forwarded():
         seen.update(extra_args)
         return updates, state
 
-    spy = GradientTransformation(identity().init, spy_update)
+    spy = GradientTransformationExtraArgs(identity().init, spy_update)
     tx = chain(apply_if_finite(spy, 0), sgd(1.0))
     updates, _ = jax.jit(tx.update)(PARAMS, tx.init(PARAMS), PARAMS, loss=jnp.asarray(3.0))
     assert "loss" in seen

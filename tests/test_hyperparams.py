@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optcompose.base import chain, named_chain
-from optcompose.hyperparams import get_hyperparams, set_hyperparams
-from optcompose.optimizers import adam, sgd
-from optcompose.transforms.clipping import clip_by_global_norm
-from optcompose.transforms.partition import masked, partition
-from optcompose.transforms.scaling import scale_by_learning_rate
+from optcompose._base import chain, named_chain
+from optcompose._hyperparams import get_hyperparams, set_hyperparams
+from optcompose.optimizers._classic import adam, sgd
+from optcompose.transforms._clipping import clip_by_global_norm
+from optcompose.transforms._partition import masked, partition
+from optcompose.transforms._scaling import scale_by_learning_rate
 
 PARAMS = {"backbone": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}, "head": {"kernel": jnp.ones((2, 1))}}
 GRADS = jax.tree.map(lambda p: jnp.full(p.shape, 2.0), PARAMS)
@@ -139,10 +139,10 @@ def test_set_does_not_mutate_the_old_state():
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("optcompose.transforms.accumulation") is None, reason="MultiSteps not written yet"
+    importlib.util.find_spec("optcompose.transforms._accumulation") is None, reason="MultiSteps not written yet"
 )
 def test_multisteps_reads_and_sets_the_inner_learning_rate():
-    from optcompose.transforms.accumulation import MultiSteps
+    from optcompose.transforms._accumulation import MultiSteps
 
     tx = MultiSteps(sgd(0.1), 2).gradient_transformation()
     state = tx.init(PARAMS)
@@ -156,9 +156,9 @@ def test_multisteps_reads_and_sets_the_inner_learning_rate():
     assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.4)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("optcompose.transforms.guards") is None, reason="guards not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("optcompose.transforms._guards") is None, reason="guards not written yet")
 def test_apply_if_finite_reads_and_sets_the_inner_learning_rate():
-    from optcompose.transforms.guards import apply_if_finite
+    from optcompose.transforms._guards import apply_if_finite
 
     tx = apply_if_finite(adam(0.1), 3)
     state = tx.init(PARAMS)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from optcompose import optimizers
-from optcompose.hyperparams import get_hyperparams, set_hyperparams
-from optcompose.inject import InjectHyperparamsState, inject_hyperparams
+from optcompose._hyperparams import get_hyperparams, set_hyperparams
+from optcompose.schedules._inject import InjectHyperparamsState, inject_hyperparams
 
 PARAMS = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.25, -0.5])}
 GRADS = [jax.tree.map(lambda p, k=k: jnp.cos(p * (k + 1)) + 0.1 * k, PARAMS) for k in range(4)]
@@ -140,7 +140,7 @@ def test_argument_kinds():
 
 
 def test_injected_parts_of_a_partition_are_path_qualified_and_settable():
-    from optcompose.transforms.partition import partition
+    from optcompose.transforms._partition import partition
 
     labels = {"w": "slow", "b": "fast"}
     tx = partition(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from optcompose.lr_finder import LRFinderResult, lr_find, lr_suggestions, plot_lr_find
-from optcompose.optimizers import adam, sgd
+from optcompose.optimizers._classic import adam, sgd
 
 CURVATURE = np.array([1.0, 0.25], np.float64)
 TARGET = np.array([1.0, -2.0], np.float64)

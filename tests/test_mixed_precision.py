@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from test_edge_values import OPTIMIZERS
 
-from optcompose.base import apply_updates
-from optcompose.optimizers import adam, sgd
-from optcompose.transforms.adaptive import scale_by_adam
-from optcompose.transforms.momentum import trace
+from optcompose._base import apply_updates
+from optcompose.optimizers._classic import adam, sgd
+from optcompose.transforms._adaptive import scale_by_adam
+from optcompose.transforms._momentum import trace
 
 LOW = [jnp.bfloat16, jnp.float16]
 

@@ -13,7 +13,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optcompose import optimizers
-from optcompose.base import apply_updates
+from optcompose._base import apply_updates
 from optcompose.sharding import bytes_per_device, replicated, shard_leaf_spec, state_shardings
 
 N_DEVICES = 8

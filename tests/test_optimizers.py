@@ -15,11 +15,11 @@ import pytest
 import reference as ref
 import trajectory as tr
 
-from optcompose.base import chain
-from optcompose.hyperparams import get_hyperparams
-from optcompose.numerics import bias_correction_factor
-from optcompose.optimizers import adagrad, adam, adamw, lamb, lars, rmsprop, sgd
-from optcompose.transforms.decay import add_decayed_weights
+from optcompose._base import chain
+from optcompose._hyperparams import get_hyperparams
+from optcompose._numerics import bias_correction_factor
+from optcompose.optimizers._classic import adagrad, adam, adamw, lamb, lars, rmsprop, sgd
+from optcompose.transforms._decay import add_decayed_weights
 
 
 def not_scalar(path, leaf):

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_edge_values import ALL
 
-from optcompose.base import chain
-from optcompose.hyperparams import get_hyperparams, set_hyperparams
+from optcompose._base import chain
+from optcompose._hyperparams import get_hyperparams, set_hyperparams
 
 # Deterministic examples in CI; OPTCOMPOSE_PROPERTY_EXAMPLES=500 (say) explores further, at random.
 EXAMPLES = int(os.environ.get("OPTCOMPOSE_PROPERTY_EXAMPLES", "0"))

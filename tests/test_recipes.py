@@ -14,7 +14,7 @@ import pytest
 from flax.core import FrozenDict
 
 from optcompose import recipes
-from optcompose.hyperparams import get_hyperparams
+from optcompose._hyperparams import get_hyperparams
 
 PARAMS = {
     "dense": {"kernel": jnp.full((2, 2), 0.5), "bias": jnp.full((2,), 0.5)},

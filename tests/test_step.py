@@ -25,9 +25,9 @@ import trajectory as tr
 from flax.training import train_state
 
 import optcompose as oc
-from optcompose import kernels
-from optcompose.kernels import build
-from optcompose.stepping import kernel_applies, step
+from optcompose.speed import kernels
+from optcompose.speed._step import kernel_applies, step
+from optcompose.speed.kernels import _build as build
 
 STEP_CASES = [
     test_optimizers.CASES_BY_NAME[name]

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import trajectory as tr
 
-from optcompose.base import chain
-from optcompose.optimizers import adagrad, adam, adamw, rmsprop, sgd
-from optcompose.transforms.decay import add_decayed_weights
+from optcompose._base import chain
+from optcompose.optimizers._classic import adagrad, adam, adamw, rmsprop, sgd
+from optcompose.transforms._decay import add_decayed_weights
 
 torch = pytest.importorskip("torch")
 

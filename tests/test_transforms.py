@@ -15,14 +15,14 @@ import reference as ref
 import trajectory as tr
 
 import optcompose
-from optcompose.base import GradientTransformation, chain, identity, named_chain, set_to_zero, stateless
-from optcompose.transforms.adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
-from optcompose.transforms.clipping import clip, clip_by_global_norm
-from optcompose.transforms.decay import add_decayed_weights
-from optcompose.transforms.momentum import ema, trace
-from optcompose.transforms.partition import freeze, masked, partition
-from optcompose.transforms.scaling import scale, scale_by_learning_rate, scale_by_schedule
-from optcompose.transforms.trust_ratio import scale_by_trust_ratio
+from optcompose._base import GradientTransformation, chain, identity, named_chain, set_to_zero, stateless
+from optcompose.transforms._adaptive import scale_by_adam, scale_by_rms, scale_by_rss, scale_by_stddev
+from optcompose.transforms._clipping import clip, clip_by_global_norm
+from optcompose.transforms._decay import add_decayed_weights
+from optcompose.transforms._momentum import ema, trace
+from optcompose.transforms._partition import freeze, masked, partition
+from optcompose.transforms._scaling import scale, scale_by_learning_rate, scale_by_schedule
+from optcompose.transforms._trust_ratio import scale_by_trust_ratio
 
 LR = 0.05
 

@@ -113,7 +113,7 @@ def _gradient(w: jax.Array, noise: jax.Array) -> jax.Array:
 
 
 def _step(tx: Any, apply_updates: Callable[[Any, Any], Any], one_pass: bool = False):
-    from optcompose.stepping import step as one_pass_step
+    from optcompose.speed._step import step as one_pass_step
 
     def step(carry, noise_t):
         params, state = carry
@@ -143,7 +143,7 @@ def run_many(
     params, state and gradients; every output then has a leading replica axis). ``one_pass``
     steps with ``optcompose.step`` instead of ``update`` + ``apply_updates``.
     """
-    from optcompose.base import apply_updates
+    from optcompose._base import apply_updates
 
     steps = [_step(tx, apply_updates, one_pass) for tx in txs]
     states = [tx.init(params) for tx, (params, _) in zip(txs, problems, strict=True)]
