@@ -8,13 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from optcompose import _tree as tree_lib
+from optcompose._tree import compute_dtype
 
 COMPUTE_DTYPE = jnp.float32
-
-
-def compute_dtype(dtype: Any) -> Any:
-    """The dtype arithmetic runs in: float32, or wider when the input is wider (float64)."""
-    return jnp.promote_types(dtype, COMPUTE_DTYPE)
 
 
 def widen(x: jax.Array) -> jax.Array:
@@ -36,7 +32,7 @@ def scale_tree(updates: Any, factor: jax.Array) -> Any:
 def power(base: jax.Array, count: jax.Array) -> jax.Array:
     """``base ** count`` for a float scalar base and an integer count, in the base's dtype (>= float32)."""
     base = jnp.asarray(base)
-    dtype = jnp.promote_types(base.dtype, COMPUTE_DTYPE) if jnp.issubdtype(base.dtype, jnp.floating) else COMPUTE_DTYPE
+    dtype = compute_dtype(base.dtype) if jnp.issubdtype(base.dtype, jnp.floating) else COMPUTE_DTYPE
     return jnp.power(base.astype(dtype), jnp.asarray(count).astype(dtype))
 
 

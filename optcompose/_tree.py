@@ -162,18 +162,32 @@ def map(fn: Callable[..., Any], tree: Any, *rest: Any, names: Sequence[str] | No
         raise
 
 
+def compute_dtype(dtype: Any) -> Any:
+    """The dtype arithmetic runs in: float32, or the input's dtype when wider (float64, complex).
+
+    Spelled out rather than ``jnp.promote_types``, which refuses float16 -> float32 under
+    ``jax.numpy_dtype_promotion("strict")``.
+    """
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return dtype
+    return dtype if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize >= 4 else jnp.dtype(jnp.float32)
+
+
 def _magnitude(x: Any) -> jax.Array:
     """``x`` in float32 (or wider); ``|x|`` for complex ``x``, so norms of complex leaves are real."""
     x = jnp.asarray(x)
-    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    x = x.astype(compute_dtype(x.dtype))
     return jnp.abs(x) if jnp.iscomplexobj(x) else x
 
 
 def squared_norm(tree: Any) -> jax.Array:
-    """``sum_i x_i^2`` over every leaf, accumulated in float32 (or wider)."""
-    total = jnp.zeros((), jnp.float32)
-    for leaf in jax.tree.leaves(tree):
-        total = total + jnp.sum(jnp.square(_magnitude(leaf))).astype(total.dtype)
+    """``sum_i |x_i|^2`` over every leaf, accumulated in float32, or float64 when a leaf is float64."""
+    magnitudes = [_magnitude(leaf) for leaf in jax.tree.leaves(tree)]
+    wide = any(m.dtype == jnp.float64 for m in magnitudes)
+    total = jnp.zeros((), jnp.float64 if wide else jnp.float32)
+    for magnitude in magnitudes:
+        total = total + jnp.sum(jnp.square(magnitude)).astype(total.dtype)
     return total
 
 

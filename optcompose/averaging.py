@@ -28,9 +28,9 @@ from optcompose import _validate as validate
 from optcompose._base import Params, Schedule
 from optcompose._hyperparams import Hyperparams, HyperparamSpec
 from optcompose._numerics import widen
-from optcompose.schedules import _count
 from optcompose._tree import map as tree_map
-from optcompose._tree import path_str, safe_increment
+from optcompose._tree import path_str, safe_increment, zeros_like
+from optcompose.schedules import _count
 
 __all__ = [
     "ParamAveraging",
@@ -95,7 +95,7 @@ def swa(
     spec = HyperparamSpec() if decay is None else HyperparamSpec(decay=decay)
 
     def init(params: Params) -> SWAState:
-        averaged = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), accumulator_dtype or jnp.asarray(p).dtype), params)
+        averaged = zeros_like(params, accumulator_dtype)
         zero = jnp.zeros((), jnp.int32)
         return SWAState(zero, zero, averaged, spec.init())
 

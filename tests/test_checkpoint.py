@@ -196,8 +196,13 @@ def test_mismatched_target_is_refused(tmp_path):
     with pytest.raises(ValueError, match="holds arrays the target lacks"):
         checkpoint.restore(tmp_path / "adam", optimizers.adam(0.1).init({"dense": params["dense"]}))
     checkpoint.save(tmp_path / "adam", optimizers.adam(0.2).init(params), force=True)
-    restored = checkpoint.restore(tmp_path / "adam", optimizers.adam(0.1).init(params))
+    # The saved configuration never silently overrides the code's: the caller chooses.
+    with pytest.raises(checkpoint.HyperparamsMismatchError, match=r"learning_rate'\]: saved 0\.2.*code 0\.1"):
+        checkpoint.restore(tmp_path / "adam", optimizers.adam(0.1).init(params))
+    restored = checkpoint.restore(tmp_path / "adam", optimizers.adam(0.1).init(params), hyperparams="saved")
     assert float(get_hyperparams(restored)["learning_rate"]) == pytest.approx(0.2)
+    restored = checkpoint.restore(tmp_path / "adam", optimizers.adam(0.1).init(params), hyperparams="code")
+    assert float(get_hyperparams(restored)["learning_rate"]) == pytest.approx(0.1)
 
 
 def test_missing_orbax_gives_clear_error(monkeypatch, tmp_path):

@@ -241,11 +241,11 @@ def test_kernels_disabled_or_missing_compiler_fall_back(monkeypatch):
 
 def test_build_caches_the_library_by_content(monkeypatch, tmp_path):
     monkeypatch.setenv("OPTCOMPOSE_CACHE_DIR", str(tmp_path))
-    command = build._compiler()
+    command = build._compiler_command()
     path = build._library_path(command)
     assert path.parent == tmp_path and path.name.startswith("optimizer_steps-")
     monkeypatch.setenv("CXX", command[0] + " ")  # same compiler, same key
-    assert build._library_path(build._compiler()) == path
+    assert build._library_path(build._compiler_command()) == path
 
 
 # ----------------------------------------------------------------------------------------------

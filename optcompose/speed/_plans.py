@@ -160,6 +160,18 @@ def _leaves_like(tree: Any, structure: Any, shapes: Sequence[tuple[int, ...]] | 
     return leaves
 
 
+def _sharded(leaf: Any) -> bool:
+    """Whether ``leaf`` is split over several devices (a custom call would be computed replicated)."""
+    sharding = getattr(leaf, "sharding", None)  # a concrete array
+    if isinstance(sharding, jax.sharding.Sharding) and len(sharding.device_set) > 1:
+        return not sharding.is_fully_replicated
+    try:
+        spec = getattr(jax.typeof(leaf).sharding, "spec", None)  # a tracer under an explicit-axes mesh
+    except (TypeError, AttributeError):
+        return False
+    return spec is not None and any(entry is not None for entry in spec)
+
+
 def _float32_inputs(grads: Any, params: Any) -> _Inputs | None:
     structure = jax.tree.structure(params)
     if structure.num_leaves == 0:
@@ -230,21 +242,24 @@ class Plan:
     def by_kind(self) -> dict[str, Part]:
         return {p.kind: p for p in self.kernel_parts}
 
-    def step(self, grads: Any, state: Any, params: Any, extra_args: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    def eligible(self, grads: Any, state: Any, params: Any) -> bool:
+        """Whether the kernel can take these inputs (float32 leaves, the expected state, concrete masks)."""
         inputs = _float32_inputs(grads, params)
-        if inputs is None:
-            return None
+        if inputs is None or any(_sharded(leaf) for leaf in (*inputs.grads, *inputs.params, *jax.tree.leaves(state))):
+            return False  # sharded state stays sharded: XLA's road partitions, a custom call would replicate
         leaf_states = {p.kind: _leaf_state(p, state) for p in self.kernel_parts}
         if any(s is None for s in leaf_states.values()) or not all(_path_ok(state, p.path) for p in self.prefix):
-            return None
-        parts_ = self.by_kind()
-        flags = {k: _leaf_flags(parts_[k].mask, params, inputs.structure) for k in ("decay", "trust") if k in parts_}
-        if any(f is None for f in flags.values()):
-            return None
-        operands = self._operands(leaf_states, inputs)
-        if operands is None:
-            return None
+            return False
+        if any(self._flags(params, inputs).get(k, ()) is None for k in ("decay", "trust")):
+            return False
+        return self._operands(leaf_states, inputs) is not None
 
+    def _flags(self, params: Any, inputs: _Inputs) -> dict[str, list[bool] | None]:
+        parts_ = self.by_kind()
+        return {k: _leaf_flags(parts_[k].mask, params, inputs.structure) for k in ("decay", "trust") if k in parts_}
+
+    def run(self, grads: Any, state: Any, params: Any, extra_args: Mapping[str, Any]) -> tuple[Any, Any] | None:
+        """The new params and state (call ``eligible`` first); None if the prefix left non-float32 updates."""
         updates, new_state = grads, state
         for part in self.prefix:
             inner = get_at(state, part.path)
@@ -254,8 +269,11 @@ class Plan:
         inputs = _float32_inputs(updates, params)
         if inputs is None:
             return None
+        parts_ = self.by_kind()
+        leaf_states = {p.kind: _leaf_state(p, state) for p in self.kernel_parts}
+        operands = self._operands(leaf_states, inputs)
         values = {k: parts_[k].leaf.current(leaf_states[k], parts_[k].names) for k in parts_}
-        new_params, new_slots = self._run(values, leaf_states, operands, inputs, flags)
+        new_params, new_slots = self._run(values, leaf_states, operands, inputs, self._flags(params, inputs))
         for kind, part in parts_.items():
             slots = {
                 name: _state_result(getattr(leaf_states[kind], name), new_slots[(kind, name)], inputs.structure)

@@ -15,12 +15,14 @@ Everything else takes the general road, ``tx.update`` then ``apply_updates``, wi
 results: other optimizers and chains, wrapped optimizers (``inject_hyperparams``,
 ``apply_if_finite``, ``MultiSteps``), other dtypes, traced masks, GPU and TPU (where XLA fuses
 the update and the apply into one pass by itself), and ``OPTCOMPOSE_KERNELS=0``. Pass
-``use_kernel=False`` to force that road, for example to differentiate through the step (the
-kernel has no derivative rule) or to keep a ``NamedSharding``-sharded state sharded on a CPU mesh
-(a custom call is computed replicated there).
+``use_kernel=False`` to force that road, for example to keep a ``NamedSharding``-sharded state
+sharded on a CPU mesh (a custom call is computed replicated there). ``jax.grad`` / ``jax.jvp``
+through ``step`` work: the kernel's derivative rule is the general road's derivative (the same
+function), so meta-learning through the optimizer step needs no flag.
 
 The kernel's numbers are the transforms' numbers: the same float32 operations in the same order
-(tests compare them with the general road to 1 ulp and against the NumPy references). The state
+(eagerly bit for bit; under ``jit`` XLA contracts some multiply-adds of the general road into
+FMAs, so the two differ by at most 2 ulp there; tests check both and the NumPy references). The state
 it returns is the chain's state, so ``get_hyperparams``, ``set_hyperparams``, checkpoints and
 ``tx.update`` keep working on it.
 """
@@ -70,9 +72,35 @@ def step(
     """
     if use_kernel:
         plan = plan_for(transform)
-        if plan is not None and jax.default_backend() == "cpu" and kernels.available():
-            result = plan.step(grads, state, params, extra_args)
-            if result is not None:
-                return result
+        # The kernel is built only when it will run (eligible inputs on CPU).
+        if (
+            plan is not None
+            and jax.default_backend() == "cpu"
+            and plan.eligible(grads, state, params)
+            and kernels.available()
+        ):
+            return _kernel_step(plan, transform, extra_args)(grads, state, params)
+    return _general_step(transform, grads, state, params, extra_args)
+
+
+def _general_step(transform, grads, state, params, extra_args):
     updates, state = call_update(transform, grads, state, params, extra_args)
     return apply_updates(params, updates), state
+
+
+def _kernel_step(plan, transform, extra_args):
+    """The kernel's step, differentiable: its derivative is the general road's (the same function)."""
+
+    def general(grads, state, params):
+        return _general_step(transform, grads, state, params, extra_args)
+
+    @jax.custom_jvp
+    def kernel(grads, state, params):
+        result = plan.run(grads, state, params, extra_args)
+        return general(grads, state, params) if result is None else result
+
+    @kernel.defjvp
+    def derivative(primals, tangents):
+        return jax.jvp(general, primals, tangents)
+
+    return kernel

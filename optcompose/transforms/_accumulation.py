@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from optcompose import _validate as validate
 from optcompose._base import (
@@ -31,12 +32,31 @@ from optcompose._base import (
     _check_transform,
 )
 from optcompose._numerics import compute_dtype
-from optcompose._tree import global_norm, safe_increment
+from optcompose._tree import global_norm, safe_increment, zeros_like
 from optcompose._tree import map as tree_map
 from optcompose.transforms._guards import all_finite, update_if
 
 ShouldSkipUpdateFunction = Callable[[Updates, jax.Array, Params | None], tuple[jax.Array, Any]]
 """``fn(updates, gradient_step, params) -> (skip, skip_state)``: ``skip`` a scalar bool array."""
+
+
+_INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def _check_k(k: Any) -> Any:
+    """``k`` (an every_k_schedule value) if it is a scalar in ``[1, 2**31 - 1]`` wherever that can be
+    known: at construction, and at each update when the value is concrete (not traced)."""
+    shape = np.shape(k)
+    if shape != ():
+        raise ValueError(f"every_k_schedule must return a scalar, got an array of shape {shape}")
+    if isinstance(k, jax.core.Tracer):
+        return k
+    value = float(np.asarray(k))
+    if not (1 <= round(value) <= _INT32_MAX):
+        raise ValueError(
+            f"every_k_schedule must give a number of micro-steps in [1, {_INT32_MAX}], got {k!r}"
+        )
+    return k
 
 
 class MultiStepsState(NamedTuple):
@@ -120,8 +140,10 @@ class MultiSteps:
         self._opt = _check_transform("opt", opt)
         if callable(every_k_schedule):
             self._every_k_schedule = every_k_schedule
+            _check_k(every_k_schedule(jnp.zeros((), jnp.int32)))  # schedules are pure: check the first value
         else:
             validate.integer_at_least("every_k_schedule", every_k_schedule, 1)
+            _check_k(every_k_schedule)
             k = int(every_k_schedule)
             self._every_k_schedule = lambda step: k
         validate.callable_or_none("should_skip_update_fn", should_skip_update_fn)
@@ -137,14 +159,12 @@ class MultiSteps:
         return self._accumulator_dtype or compute_dtype(jnp.result_type(leaf))
 
     def _k(self, gradient_step: jax.Array) -> jax.Array:
-        k = jnp.asarray(self._every_k_schedule(gradient_step))
-        if k.shape != ():
-            raise ValueError(f"every_k_schedule must return a scalar, got an array of shape {k.shape}")
-        return jnp.maximum(jnp.round(k).astype(jnp.int32), 1)
+        k = _check_k(self._every_k_schedule(gradient_step))
+        return jnp.round(jnp.asarray(k)).astype(jnp.int32)
 
     def init(self, params: Params) -> MultiStepsState:
         gradient_step = jnp.zeros((), jnp.int32)
-        acc_grads = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), self._acc_dtype(p)), params)
+        acc_grads = jax.tree.map(lambda p: zeros_like(p, self._acc_dtype(p)), params)
         _, skip_state = self._should_skip_update_fn(jax.tree.map(jnp.zeros_like, params), gradient_step, params)
         return MultiStepsState(
             mini_step=jnp.zeros((), jnp.int32),

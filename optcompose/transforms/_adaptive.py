@@ -14,16 +14,27 @@ from optcompose._leafwise import Leafwise, abs_sq, ema_step, leafwise
 from optcompose._numerics import bias_correction_factor
 
 
+def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+    """``numerator / denominator``, and 0 where the denominator is exactly 0.
+
+    With ``eps = 0`` a coordinate that never saw a gradient has ``0 / 0``: its update is 0, not
+    NaN. A NaN or inf anywhere still propagates (only an exact 0 denominator is special).
+    """
+    zero = denominator == 0
+    return jnp.where(zero, 0.0, numerator / jnp.where(zero, 1.0, denominator))
+
+
 def divide_by_root(g: jax.Array, second_moment: jax.Array, eps: jax.Array, eps_in_sqrt: bool) -> jax.Array:
     """``g / sqrt(s + eps)`` or ``g / (sqrt(s) + eps)``; 0 where the denominator is 0 (``s = eps = 0``).
 
-    ``s`` is clamped at 0 first (a round-off negative variance is not a NaN). For complex
-    ``g`` the second moment is real-valued and only its real part is used.
+    ``s`` is clamped at 0 first (a round-off negative variance is not a NaN), and a denominator
+    that is not positive (0, or NaN from an overflowed ``inf - inf`` variance) gives update 0. For
+    complex ``g`` the second moment is real-valued and only its real part is used.
     """
     second_moment = jnp.maximum(jnp.real(second_moment), 0.0)
     denominator = jnp.sqrt(second_moment + eps) if eps_in_sqrt else jnp.sqrt(second_moment) + eps
-    safe = jnp.where(denominator > 0, denominator, 1.0)
-    return jnp.where(denominator > 0, g / safe, 0.0)
+    positive = denominator > 0
+    return jnp.where(positive, g / jnp.where(positive, denominator, 1.0), 0.0)
 
 
 class ScaleByRssState(NamedTuple):
@@ -146,7 +157,7 @@ def _adam(g, mu, nu, *, hp, t, nesterov):
     else:
         mu_hat = mu * bias_correction_factor(hp.b1, t)
     nu_hat = nu * bias_correction_factor(hp.b2, t)
-    return mu_hat / (jnp.sqrt(nu_hat + hp.eps_root) + hp.eps), mu, nu
+    return safe_divide(mu_hat, jnp.sqrt(jnp.real(nu_hat) + hp.eps_root) + hp.eps), mu, nu
 
 
 def scale_by_adam(
@@ -166,7 +177,7 @@ def scale_by_adam(
         m_hat = m_t / (1 - b1**t)
         m_hat = b1 * m_t / (1 - b1**(t+1)) + (1 - b1) * g_t / (1 - b1**t)     (nesterov)
         v_hat = v_t / (1 - b2**t)
-        u_t = m_hat / (sqrt(v_hat + eps_root) + eps)
+        u_t = m_hat / (sqrt(v_hat + eps_root) + eps)      (0 where the denominator is 0: eps = 0)
 
     At t = 1 with b1 = 0.9 the correction multiplies m by 1 / (1 - 0.9) = 10. The moments are
     stored in ``mu_dtype`` / ``nu_dtype`` (default: the parameter's dtype); the arithmetic runs in

@@ -32,16 +32,16 @@ def _pieces_adamw():
 SPELLINGS = {
     "adamw": ("optcompose_adam", lambda: oc.adamw(LR, weight_decay=1e-2)),
     "adamw_by_hand": ("optcompose_adam", lambda: oc.chain(*_pieces_adamw())),
-    "adamw_named": ("optcompose_adam", lambda: oc.named_chain(*zip(("adam", "wd", "lr"), _pieces_adamw(), strict=True))),
+    "adamw_named": ("optcompose_adam", lambda: oc.named_chain(*zip(("adam", "wd", "lr"), _pieces_adamw(), strict=True))),  # noqa: E501
     "adamw_identity": ("optcompose_adam", lambda: oc.chain(oc.adamw(LR, weight_decay=1e-2), oc.identity())),
-    "adamw_nested": ("optcompose_adam", lambda: oc.chain(oc.identity(), oc.chain(*_pieces_adamw()[:2]), oc.scale_by_learning_rate(LR))),
+    "adamw_nested": ("optcompose_adam", lambda: oc.chain(oc.identity(), oc.chain(*_pieces_adamw()[:2]), oc.scale_by_learning_rate(LR))),  # noqa: E501
     "clip_then_adamw": ("optcompose_adam", lambda: oc.chain(oc.clip_by_global_norm(1.0), oc.adamw(LR))),
-    "adam_masked_decay": ("optcompose_adam", lambda: oc.chain(oc.scale_by_adam(), oc.masked(oc.add_decayed_weights(0.1), {"w": True, "b": False}), oc.scale_by_learning_rate(LR))),
+    "adam_masked_decay": ("optcompose_adam", lambda: oc.chain(oc.scale_by_adam(), oc.masked(oc.add_decayed_weights(0.1), {"w": True, "b": False}), oc.scale_by_learning_rate(LR))),  # noqa: E501
     "sgd_by_hand": ("optcompose_sgd", lambda: oc.chain(oc.trace(0.9, nesterov=True), oc.scale_by_learning_rate(LR))),
-    "sgd_named": ("optcompose_sgd", lambda: oc.named_chain(("m", oc.trace(0.9)), ("lr", oc.scale_by_learning_rate(LR)))),
+    "sgd_named": ("optcompose_sgd", lambda: oc.named_chain(("m", oc.trace(0.9)), ("lr", oc.scale_by_learning_rate(LR)))),  # noqa: E501
     "l2_then_sgd": ("optcompose_sgd", lambda: oc.chain(oc.add_decayed_weights(1e-3), oc.sgd(LR, 0.9))),
     "lamb": ("optcompose_lamb", lambda: oc.lamb(LR, weight_decay=0.01)),
-    "lamb_by_hand": ("optcompose_lamb", lambda: oc.chain(oc.scale_by_adam(eps=1e-6), oc.scale_by_trust_ratio(), oc.scale_by_learning_rate(LR))),
+    "lamb_by_hand": ("optcompose_lamb", lambda: oc.chain(oc.scale_by_adam(eps=1e-6), oc.scale_by_trust_ratio(), oc.scale_by_learning_rate(LR))),  # noqa: E501
     "flat_adamw_by_hand": ("optcompose_adam", lambda: oc.flat_state(oc.chain(*_pieces_adamw()))),
 }  # fmt: skip
 

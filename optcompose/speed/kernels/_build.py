@@ -8,11 +8,18 @@ clang++ with C++17); the FFI headers ship with jaxlib (``jax.ffi.include_dir()``
 Set ``OPTCOMPOSE_KERNELS=0`` to never build or use the kernels: ``optcompose.step`` then runs the
 same numbers through XLA's own fusions (slower on CPU; see ``benchmarks/README.md``). Without a
 compiler the same fallback happens, with one ``RuntimeWarning`` that says why.
+
+The cache is self-healing: each library is written with its SHA-256 digest beside it and loaded
+only when the digest matches (a truncated, empty or foreign file is rebuilt, never loaded); a
+valid cached library loads without a compiler on PATH; concurrent processes build it once, under
+a file lock; files are readable by everyone (0644, directories 0755), so a cache can be shared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import hashlib
 import os
 import platform
@@ -58,11 +65,8 @@ def _cpu_flags() -> str:
     return platform.processor() or platform.machine()
 
 
-def _compiler() -> list[str]:
-    command = shlex.split(os.environ.get("CXX", "")) or ["c++"]
-    if shutil.which(command[0]) is None:
-        raise KernelsUnavailableError(f"no C++ compiler: {command[0]!r} is not on PATH (set CXX)")
-    return command
+def _compiler_command() -> list[str]:
+    return shlex.split(os.environ.get("CXX", "")) or ["c++"]
 
 
 def _library_path(command: list[str]) -> Path:
@@ -74,21 +78,53 @@ def _library_path(command: list[str]) -> Path:
     return _cache_dir() / f"optimizer_steps-{key.hexdigest()[:16]}.so"
 
 
+def _digest_path(library: Path) -> Path:
+    return library.with_suffix(".sha256")
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _valid(library: Path) -> bool:
+    """The cached library is whole: it exists and matches the digest written when it was built.
+
+    A truncated or zero-byte file, or another file put under the cached name, fails this check and
+    is rebuilt instead of being loaded (loading a truncated library kills the process with SIGBUS).
+    """
+    digest = _digest_path(library)
+    try:
+        return library.stat().st_size > 0 and digest.read_text().strip() == _file_digest(library)
+    except OSError:
+        return False
+
+
+def _make_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a shared cache owned by someone else
+        path.chmod(0o755)
+
+
 def _build(command: list[str], target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_dir(target.parent)
     # Built beside the target and renamed into place, so concurrent processes never load half a file.
     handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
-        result = subprocess.run(
-            [*command, *FLAGS, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", partial],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        full = [*command, *FLAGS, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", partial]
+        result = subprocess.run(full, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise KernelsUnavailableError(f"compiling {SOURCE.name} failed:\n{result.stderr[-2000:]}")
+            output = (result.stderr or result.stdout or "(no output)")[-2000:]
+            raise KernelsUnavailableError(
+                f"compiling {SOURCE.name} failed: `{shlex.join(full)}` exited with status {result.returncode}:\n"
+                f"{output}"
+            )
+        os.chmod(partial, 0o644)
+        digest = _file_digest(Path(partial))
         os.replace(partial, target)
+        digest_file = _digest_path(target)
+        digest_file.write_text(digest + "\n")
+        digest_file.chmod(0o644)
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
@@ -97,13 +133,27 @@ def _build(command: list[str], target: Path) -> None:
 def _load() -> None:
     if os.environ.get("OPTCOMPOSE_KERNELS", "1").strip().lower() in {"0", "false", "no", "off"}:
         raise KernelsUnavailableError("disabled by OPTCOMPOSE_KERNELS=0")
-    command = _compiler()
+    command = _compiler_command()
     path = _library_path(command)
-    if not path.exists():
-        _build(command, path)
+    if not _valid(path):
+        if shutil.which(command[0]) is None:
+            raise KernelsUnavailableError(f"no C++ compiler: {command[0]!r} is not on PATH (set CXX)")
+        _make_dir(path.parent)
+        # One process builds; the others wait for it and then find a valid library.
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not _valid(path):
+                    _build(command, path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     library = ctypes.cdll.LoadLibrary(str(path))
-    for name, symbol in TARGETS.items():
-        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+    try:
+        handlers = {name: getattr(library, symbol) for name, symbol in TARGETS.items()}
+    except AttributeError as err:
+        raise KernelsUnavailableError(f"{path} is not optcompose's kernel library ({err}); delete it") from None
+    for name, handler in handlers.items():
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(handler), platform="cpu")
     _state["library"] = library  # keeps the handlers' code mapped for the life of the process
 
 

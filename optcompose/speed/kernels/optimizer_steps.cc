@@ -152,7 +152,8 @@ inline float adam_direction(float g, MT* __restrict m, VT* __restrict v, size_t 
   const float nu_hat = new_nu * s.correction_2;
   store(m, i, new_mu);
   store(v, i, new_nu);
-  return mu_hat / (std::sqrt(nu_hat + s.eps_root) + s.eps);
+  const float denominator = std::sqrt(nu_hat + s.eps_root) + s.eps;
+  return denominator == 0.0f ? 0.0f : mu_hat / denominator;  // eps = 0, never-seen coordinate: 0, not NaN
 }
 
 template <typename MT, typename VT, bool kNesterov, bool kDecay>
@@ -309,7 +310,8 @@ template <bool kDecay>
 inline float lamb_direction(float new_mu, float new_nu, float p, const AdamScalars& s) {
   const float mu_hat = new_mu * s.correction_1;
   const float nu_hat = new_nu * s.correction_2;
-  float r = mu_hat / (std::sqrt(nu_hat + s.eps_root) + s.eps);
+  const float denominator = std::sqrt(nu_hat + s.eps_root) + s.eps;
+  float r = denominator == 0.0f ? 0.0f : mu_hat / denominator;
   if constexpr (kDecay) r = r + s.weight_decay * p;
   return r;
 }
