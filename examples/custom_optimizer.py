@@ -12,8 +12,8 @@ Only the first two lines are new; decoupled weight decay and the learning rate a
 transforms, chained after it. ``oc.leafwise`` turns the per-leaf rule into a transform: ``b1`` and
 ``b2`` live in the state as data (settable, schedulable), like every built-in transform's. Sign
 updates are larger than Adam's, so the paper uses a learning rate 3-10x smaller and a weight
-decay 3-10x larger than AdamW's (3x here); both runs below share the seed's warmup + cosine schedule shape. Measured on the digits: AdamW 97.3 %, Lion
-96.9 % test accuracy after 15 epochs.
+decay 3-10x larger than AdamW's (3x here); both runs below share the seed's warmup + cosine
+schedule shape. Measured on the digits: AdamW 97.3 %, Lion 96.9 % test accuracy after 15 epochs.
 
     python examples/custom_optimizer.py            # under a minute on a laptop CPU
 """

@@ -40,6 +40,16 @@ class TransformUpdateFn(Protocol):
     ) -> tuple[Updates, OptState]: ...
 
 
+class TransformUpdateExtraArgsFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
+    ) -> tuple[Updates, OptState]: ...
+
+
+MaskOrFn: TypeAlias = Any | Callable[[Params], Any]
+"""A mask: a pytree of bools (a prefix of the parameters), or a function of the parameters returning one."""
+
+
 class GradientTransformation(NamedTuple):
     """A pure optimizer piece: ``init(params) -> state`` and ``update(...) -> (updates, state)``.
 
@@ -174,8 +184,7 @@ def stateless_with_tree_map(f: Callable[[Any, Any], Any]) -> GradientTransformat
 def _check_transform(name: str, transform: Any) -> GradientTransformation:
     if not (hasattr(transform, "init") and hasattr(transform, "update")):
         raise TypeError(
-            f"{name} must be a GradientTransformation (an (init, update) pair), got "
-            f"{type(transform).__name__}"
+            f"{name} must be a GradientTransformation (an (init, update) pair), got {type(transform).__name__}"
         )
     return transform
 

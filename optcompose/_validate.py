@@ -145,5 +145,7 @@ def fits_float32(name: str, value: Any) -> None:
     except (TypeError, ValueError):
         return
     if math.isfinite(number) and abs(number) > _FLOAT32_MAX:
-        raise ValueError(f"{name} = {value!r} overflows float32 (largest {_FLOAT32_MAX:.4g}); hyperparameters are "
-                         "stored as float32 data")
+        raise ValueError(
+            f"{name} = {value!r} overflows float32 (largest {_FLOAT32_MAX:.4g}); hyperparameters are "
+            "stored as float32 data"
+        )

@@ -37,9 +37,7 @@ def _spec_axes(entry: Any) -> tuple[Hashable, ...]:
     return tuple(entry) if isinstance(entry, tuple) else (entry,)
 
 
-def shard_leaf_spec(
-    shape: tuple[int, ...], base: PartitionSpec, mesh: Mesh, axis: str = "data"
-) -> PartitionSpec:
+def shard_leaf_spec(shape: tuple[int, ...], base: PartitionSpec, mesh: Mesh, axis: str = "data") -> PartitionSpec:
     """``base`` with ``axis`` added on the first free dimension of ``shape`` it divides.
 
     Returns ``base`` unchanged if ``axis`` already appears in it (the leaf is split over the

@@ -58,6 +58,7 @@ class HyperparamsMismatchError(ValueError):
 class CheckpointCorruptedError(ValueError):
     """A restored array does not match the digest written when it was saved."""
 
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -95,8 +96,7 @@ def _flatten(tree: Any) -> tuple[list[tuple[str, ...]], list[str], list[Any], An
         key = tuple(_component(k) for k in path) or ("~root",)
         if key in seen:
             raise ValueError(
-                f"pytree paths {seen[key]} and {path_str(path)} map to the same checkpoint name; "
-                "rename one of the keys"
+                f"pytree paths {seen[key]} and {path_str(path)} map to the same checkpoint name; rename one of the keys"
             )
         seen[key] = path_str(path)
         keys.append(key)
@@ -145,8 +145,12 @@ def _layouts(tree: Any) -> dict[str, dict[str, Any]]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, FlatTree))
     for path, node in flat:
         if isinstance(node, FlatTree):
-            leaves = [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(node.treedef.unflatten(
-                [0] * node.treedef.num_leaves))[0]]
+            leaves = [
+                path_str(p)
+                for p, _ in jax.tree_util.tree_flatten_with_path(node.treedef.unflatten([0] * node.treedef.num_leaves))[
+                    0
+                ]
+            ]
             found[path_str(path)] = {"leaves": leaves, "shapes": [list(s) for s in node.shapes]}
     return found
 
@@ -276,9 +280,7 @@ def _reconcile_hyperparams(restored: Any, like: Any, mode: str | None) -> Any:
     return jax.tree_util.tree_map_with_path(take_code, restored, is_leaf=lambda x: isinstance(x, Hyperparams))
 
 
-def restore(
-    path: str | os.PathLike, like: Any, *, hyperparams: str | None = None, verify: bool = True
-) -> Any:
+def restore(path: str | os.PathLike, like: Any, *, hyperparams: str | None = None, verify: bool = True) -> Any:
     """Reads the checkpoint at ``path`` into the structure of ``like``.
 
     ``like`` gives the pytree structure (NamedTuples, ``Hyperparams``, a ``TrainState`` with its

@@ -1,5 +1,20 @@
 """Full optimizers: each a ``chain`` of transforms, with Optax's names, arguments and defaults."""
 
+from optcompose.optimizers._adaptive import adabelief as adabelief
+from optcompose.optimizers._adaptive import adadelta as adadelta
+from optcompose.optimizers._adaptive import adafactor as adafactor
+from optcompose.optimizers._adaptive import adamax as adamax
+from optcompose.optimizers._adaptive import adamaxw as adamaxw
+from optcompose.optimizers._adaptive import adan as adan
+from optcompose.optimizers._adaptive import amsgrad as amsgrad
+from optcompose.optimizers._adaptive import nadam as nadam
+from optcompose.optimizers._adaptive import nadamw as nadamw
+from optcompose.optimizers._adaptive import novograd as novograd
+from optcompose.optimizers._adaptive import optimistic_adam as optimistic_adam
+from optcompose.optimizers._adaptive import optimistic_adam_v2 as optimistic_adam_v2
+from optcompose.optimizers._adaptive import radam as radam
+from optcompose.optimizers._adaptive import sm3 as sm3
+from optcompose.optimizers._adaptive import yogi as yogi
 from optcompose.optimizers._classic import adagrad as adagrad
 from optcompose.optimizers._classic import adam as adam
 from optcompose.optimizers._classic import adamw as adamw
@@ -7,3 +22,14 @@ from optcompose.optimizers._classic import lamb as lamb
 from optcompose.optimizers._classic import lars as lars
 from optcompose.optimizers._classic import rmsprop as rmsprop
 from optcompose.optimizers._classic import sgd as sgd
+from optcompose.optimizers._frontier import laprop as laprop
+from optcompose.optimizers._frontier import mars as mars
+from optcompose.optimizers._lbfgs import lbfgs as lbfgs
+from optcompose.optimizers._sgd_variants import fromage as fromage
+from optcompose.optimizers._sgd_variants import noisy_sgd as noisy_sgd
+from optcompose.optimizers._sgd_variants import optimistic_gradient_descent as optimistic_gradient_descent
+from optcompose.optimizers._sgd_variants import polyak_sgd as polyak_sgd
+from optcompose.optimizers._sign import lion as lion
+from optcompose.optimizers._sign import rprop as rprop
+from optcompose.optimizers._sign import sign_sgd as sign_sgd
+from optcompose.optimizers._sign import signum as signum

@@ -137,9 +137,7 @@ def warmup_exponential_decay_schedule(
     validate.finite("init_value", init_value)
     validate.finite("peak_value", peak_value)
     validate.integer_at_least("warmup_steps", warmup_steps, 0)
-    decay = exponential_decay(
-        peak_value, transition_steps, decay_rate, transition_begin, staircase, end_value
-    )
+    decay = exponential_decay(peak_value, transition_steps, decay_rate, transition_begin, staircase, end_value)
     if warmup_steps == 0:
         return decay
     return join_schedules([linear_schedule(init_value, peak_value, warmup_steps), decay], [warmup_steps])

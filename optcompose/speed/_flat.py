@@ -22,7 +22,7 @@ A field is stored flat when its pytree has the parameters' structure and shapes 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from optcompose._base import GradientTransformation, GradientTransformationExtraArgs, _check_transform, call_update
 from optcompose._tree import is_record
+from optcompose.tree import param_shaped_subtree_map
 
 
 @jax.tree_util.register_pytree_node_class
@@ -86,45 +87,26 @@ class FlatTree:
         return cls(children[0], treedef, shapes)
 
 
-
-def _walk_fields(state: Any, on_field: Callable[[Any], Any]) -> Any:
-    """``state`` rebuilt with ``on_field`` applied to every field of every NamedTuple record in it.
-
-    Records are found inside tuples (``chain``), dicts (``named_chain``) and other records; a
-    field that ``on_field`` leaves unchanged is searched further.
-    """
-    if is_record(state):
-        fields = []
-        for field in state:
-            new = on_field(field)
-            fields.append(new if new is not field else _walk_fields(field, on_field))
-        return type(state)(*fields)
-    if isinstance(state, tuple):
-        return tuple(_walk_fields(x, on_field) for x in state)
-    if isinstance(state, Mapping) and type(state) is dict:
-        return {k: _walk_fields(v, on_field) for k, v in state.items()}
-    return state
-
-
 def flatten_state(state: Any, params: Any) -> Any:
-    """``state`` with each field shaped like ``params`` (one dtype) stored as a ``FlatTree``."""
-    structure = jax.tree.structure(params)
-    shapes = [jnp.shape(leaf) for leaf in structure.flatten_up_to(params)]
+    """``state`` with each field shaped like ``params`` (one dtype, no masked holes) stored as a ``FlatTree``.
 
-    def on_field(field: Any) -> Any:
-        if isinstance(field, FlatTree) or structure.num_leaves == 0 or jax.tree.structure(field) != structure:
-            return field
-        leaves = structure.flatten_up_to(field)
-        if [jnp.shape(leaf) for leaf in leaves] != shapes or len({jnp.asarray(x).dtype for x in leaves}) != 1:
-            return field
+    The fields are found by ``optcompose.tree.param_shaped_subtree_map``, the library's one answer
+    to "which parts of a state mirror the parameters?".
+    """
+    structure = jax.tree.structure(params)
+
+    def to_flat(field: Any) -> Any:
+        if jax.tree.structure(field) != structure or len({jnp.result_type(x) for x in jax.tree.leaves(field)}) != 1:
+            return field  # masked holes, or mixed dtypes (bfloat16 params next to float32 ones)
         return FlatTree.from_tree(field)
 
-    return _walk_fields(state, on_field)
+    return param_shaped_subtree_map(to_flat, state, params)
 
 
 def expand_state(state: Any) -> Any:
     """``state`` with every ``FlatTree`` replaced by the pytree it stores."""
-    return _walk_fields(state, lambda field: field.tree if isinstance(field, FlatTree) else field)
+    is_flat = lambda x: isinstance(x, FlatTree)  # noqa: E731
+    return jax.tree.map(lambda x: x.tree if is_flat(x) else x, state, is_leaf=is_flat)
 
 
 def reflatten_like(new_state: Any, old_state: Any) -> Any:

@@ -53,9 +53,7 @@ def _check_k(k: Any) -> Any:
         return k
     value = float(np.asarray(k))
     if not (1 <= round(value) <= _INT32_MAX):
-        raise ValueError(
-            f"every_k_schedule must give a number of micro-steps in [1, {_INT32_MAX}], got {k!r}"
-        )
+        raise ValueError(f"every_k_schedule must give a number of micro-steps in [1, {_INT32_MAX}], got {k!r}")
     return k
 
 

@@ -38,9 +38,7 @@ def resolve_mask(spec: Any, params: Any) -> Any:
 def _check_bool_mask(mask: Any) -> None:
     for path, leaf in jax.tree_util.tree_flatten_with_path(mask)[0]:
         if not isinstance(leaf, bool) and not (hasattr(leaf, "dtype") and leaf.dtype == bool and leaf.shape == ()):
-            raise TypeError(
-                f"mask leaves must be Python bools (a mask is static), got {leaf!r} at {path_str(path)}"
-            )
+            raise TypeError(f"mask leaves must be Python bools (a mask is static), got {leaf!r} at {path_str(path)}")
 
 
 def _select(mask: Any, tree: Any) -> Any:

@@ -70,5 +70,6 @@ def scale_by_schedule(step_size_fn: Schedule) -> Leafwise:
     """
     if not callable(step_size_fn):
         raise TypeError(f"step_size_fn must be a function of the step count, got {step_size_fn!r}")
-    return leafwise(_scale_by_schedule, ScaleByScheduleState, hyperparams={"step_size": step_size_fn},
-                    name="scale_by_schedule")
+    return leafwise(
+        _scale_by_schedule, ScaleByScheduleState, hyperparams={"step_size": step_size_fn}, name="scale_by_schedule"
+    )

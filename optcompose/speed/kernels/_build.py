@@ -71,8 +71,12 @@ def _compiler_command() -> list[str]:
 
 def _library_path(command: list[str]) -> Path:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(command + list(FLAGS)).encode(), jaxlib.__version__.encode(),
-                 _cpu_flags().encode()):
+    for part in (
+        SOURCE.read_bytes(),
+        " ".join(command + list(FLAGS)).encode(),
+        jaxlib.__version__.encode(),
+        _cpu_flags().encode(),
+    ):
         key.update(part)
         key.update(b"\0")
     return _cache_dir() / f"optimizer_steps-{key.hexdigest()[:16]}.so"

@@ -1,0 +1,185 @@
+"""Dice losses (``optcompose/losses/_segmentation.py``).
+
+Compared with Optax 0.2.8 (value, shape, dtype, gradient in the predictions; with and without
+``jax.jit``), and with a NumPy reference of the Dice/Tversky formula. No direct PyTorch counterpart.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from optcompose import losses
+
+RNG = np.random.default_rng(7)
+LOGITS = (2 * RNG.normal(size=(2, 3, 3, 3))).astype(np.float32)
+LOGITS[0, 0, 0] = [1e4, -1e4, 0.0]
+TARGETS = np.eye(3, dtype=np.float32)[RNG.integers(0, 3, size=(2, 3, 3))]
+BINARY_LOGITS = LOGITS[..., 0]
+BINARY_TARGETS = TARGETS[..., 1]
+_raw = np.exp(RNG.normal(size=(2, 3, 3, 3)))
+PROBABILITIES = (_raw / _raw.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def _np(x):
+    return np.asarray(x, dtype=np.float64)
+
+
+def assert_close(actual, expected, *, rtol=2e-5, atol=2e-6, err_msg=""):
+    """Element-wise closeness of two arrays (or two pytrees of arrays); NaNs must match."""
+    jax.tree.map(
+        lambda a, e: np.testing.assert_allclose(_np(a), _np(e), rtol=rtol, atol=atol, equal_nan=True, err_msg=err_msg),
+        actual,
+        expected,
+    )
+
+
+def _assert_same_layout(actual, expected, name):
+    assert jax.tree.structure(actual) == jax.tree.structure(expected), name
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        assert (a.shape, a.dtype) == (e.shape, e.dtype), f"{name}: {a.shape} {a.dtype} vs {e.shape} {e.dtype}"
+
+
+def _weighted_sum(tree):
+    """A scalar giving every output element its own weight, so the gradient sees all of them."""
+    leaves = jax.tree.leaves(tree)
+    return sum(jnp.sum(jnp.cos(jnp.arange(jnp.size(x)) + 1.0).reshape(jnp.shape(x)) * x) for x in leaves)
+
+
+def compare_with_optax(ours, theirs, cases, *, grad=True, rtol=2e-5, atol=2e-6):
+    """Checks ``ours`` against Optax's ``theirs`` on every case, under jit and (first case) without.
+
+    ``cases`` maps a name to ``(args, kwargs)``. One jitted program computes, for every case, both
+    values and both gradients in the first argument (array kwargs are traced like the arguments, so
+    nothing is constant-folded); values must agree in structure, shape, dtype and number. Returns
+    ``{name: (our value, our gradient or None)}``.
+    """
+    is_array = lambda v: isinstance(v, (np.ndarray, jax.Array))
+    traced = {n: (args, {k: v for k, v in kw.items() if is_array(v)}) for n, (args, kw) in cases.items()}
+    static = {n: {k: v for k, v in kw.items() if not is_array(v)} for n, (_, kw) in cases.items()}
+
+    def program(traced):
+        out = {}
+        for name, (args, array_kwargs) in traced.items():
+            fs = [functools.partial(f, **static[name], **array_kwargs) for f in (ours, theirs)]
+            out[name] = [f(*args) for f in fs]
+            if grad:
+                out[name] += [jax.grad(lambda a0, f=f, a=args: _weighted_sum(f(a0, *a[1:])))(args[0]) for f in fs]
+        return out
+
+    results = jax.jit(program)(traced)
+    for name, values in results.items():
+        _assert_same_layout(values[0], values[1], name)
+        assert_close(values[0], values[1], rtol=rtol, atol=atol, err_msg=name)
+        if grad:
+            assert_close(values[2], values[3], rtol=rtol, atol=atol, err_msg=f"{name} (gradient)")
+    first = next(iter(cases))
+    args, kwargs = cases[first]
+    assert_close(ours(*args, **kwargs), results[first][1], rtol=rtol, atol=atol, err_msg=f"{first} (without jit)")
+    return {name: (values[0], values[2] if grad else None) for name, values in results.items()}
+
+
+def test_dice_loss():
+    cases = {
+        "tversky": (
+            (LOGITS, TARGETS),
+            {"alpha": 0.3, "beta": 0.7, "class_weights": np.array([1.0, 2.0, 0.5], np.float32), "reduction": "none"},
+        ),
+        "background": ((LOGITS, TARGETS), {"ignore_background": True, "reduction": "sum", "smooth": 0.5}),
+    }
+    results = compare_with_optax(losses.dice_loss, optax.losses.dice_loss, cases)
+    probs = np.exp(_np(jax.nn.log_softmax(LOGITS)))
+    intersection = (probs * TARGETS).sum((1, 2))
+    predicted, actual = probs.sum((1, 2)), TARGETS.sum((1, 2))
+    tversky = 1 - (intersection + 1) / (
+        intersection + 0.3 * (predicted - intersection) + 0.7 * (actual - intersection) + 1
+    )
+    assert_close(results["tversky"][0], tversky * [1.0, 2.0, 0.5], rtol=1e-5)
+    assert np.all(np.isfinite(results["tversky"][1]))
+
+
+@pytest.mark.slow
+def test_dice_loss_more_cases():
+    cases = {
+        "default": ((LOGITS, TARGETS), {}),
+        "axis": ((LOGITS, TARGETS), {"axis": (1,), "reduction": "none"}),
+        "channel_added": ((LOGITS[..., 0], TARGETS[..., :1]), {}),
+    }
+    compare_with_optax(losses.dice_loss, optax.losses.dice_loss, cases)
+    cases = {"channel": ((LOGITS[..., :1], TARGETS[..., :1]), {})}
+    compare_with_optax(losses.binary_dice_loss, optax.losses.binary_dice_loss, cases)
+
+
+def test_dice_loss_with_probabilities():
+    # Optax checks the sums eagerly only (its check fails under jit); compare eagerly.
+    ours = losses.dice_loss(PROBABILITIES, TARGETS, apply_softmax=False)
+    assert_close(ours, optax.losses.dice_loss(PROBABILITIES, TARGETS, apply_softmax=False))
+    assert_close(jax.jit(functools.partial(losses.dice_loss, apply_softmax=False))(PROBABILITIES, TARGETS), ours)
+    perfect = losses.dice_loss(TARGETS, TARGETS, apply_softmax=False, smooth=0.0)
+    assert_close(perfect, np.zeros(2), atol=1e-6)
+    with pytest.raises(ValueError, match="sum"):
+        losses.dice_loss(2 * PROBABILITIES, TARGETS, apply_softmax=False)
+
+
+def test_dice_loss_bad_input():
+    with pytest.raises(ValueError, match="reduction"):
+        losses.dice_loss(LOGITS, TARGETS, reduction="max")
+    with pytest.raises(ValueError, match="predictions and targets"):
+        losses.dice_loss(LOGITS, TARGETS[:1])
+    with pytest.raises(ValueError, match="class_weights"):
+        losses.dice_loss(LOGITS, TARGETS, class_weights=np.ones((3, 1)))
+
+
+def test_multiclass_generalized_dice_loss():
+    cases = {"background": ((LOGITS, TARGETS), {"ignore_background": True, "smooth": 0.5})}
+    value, _ = compare_with_optax(
+        losses.multiclass_generalized_dice_loss, optax.losses.multiclass_generalized_dice_loss, cases
+    )["background"]
+    assert value.shape == ()
+
+
+def test_binary_dice_loss():
+    cases = {"logits": ((BINARY_LOGITS, BINARY_TARGETS), {})}
+    results = compare_with_optax(losses.binary_dice_loss, optax.losses.binary_dice_loss, cases)
+    p = 1 / (1 + np.exp(-np.clip(_np(BINARY_LOGITS), -50, 50)))
+    intersection = (p * BINARY_TARGETS).sum((1, 2))
+    expected = 1 - (intersection + 1) / (0.5 * (p.sum((1, 2)) + BINARY_TARGETS.sum((1, 2))) + 1)
+    assert_close(results["logits"][0], expected, rtol=1e-5)
+    # probabilities of one class need not sum to 1 (Optax raises ValueError here)
+    p32 = p.astype(np.float32)
+    assert_close(losses.binary_dice_loss(p32, BINARY_TARGETS, apply_sigmoid=False), expected, rtol=1e-5)
+
+
+def _check_dtypes(part):
+    calls = {
+        "dice_loss": lambda m, x: m.dice_loss(x, TARGETS),
+        "multiclass_generalized_dice_loss": lambda m, x: m.multiclass_generalized_dice_loss(x, TARGETS),
+        "binary_dice_loss": lambda m, x: m.binary_dice_loss(x[..., 0], BINARY_TARGETS),
+    }
+    if part == "bfloat16":
+        x16 = jnp.asarray(LOGITS, jnp.bfloat16)
+        ours = jax.jit(lambda z: {n: c(losses, z) for n, c in calls.items()})(x16)
+        theirs = jax.eval_shape(lambda z: {n: c(optax.losses, z) for n, c in calls.items()}, x16)
+        for name in calls:
+            assert ours[name].dtype == theirs[name].dtype and np.all(np.isfinite(_np(ours[name]))), name
+        return
+    with jax.enable_x64(True):
+        x64 = jnp.asarray(LOGITS, jnp.float64)
+        ours, theirs = jax.jit(lambda z: [{n: c(m, z) for n, c in calls.items()} for m in (losses, optax.losses)])(x64)
+        for name in calls:
+            assert ours[name].dtype == theirs[name].dtype == jnp.float64, name
+            assert_close(ours[name], theirs[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_bfloat16():
+    _check_dtypes("bfloat16")
+
+
+@pytest.mark.slow
+def test_float64():
+    _check_dtypes("float64")
