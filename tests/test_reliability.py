@@ -16,10 +16,26 @@ import pytest
 import optcompose as oc
 from optcompose import optimizers
 
+# Optimizers whose update needs extra arguments (lbfgs: value, grad, value_fn) are checked in their own tests.
+NEEDS_EXTRA_ARGS = {"lbfgs"}
+# Found by this test and not fixed yet (issue 14, item 13): the test must start passing, then the entry goes.
+KNOWN_EPS_ZERO_BUGS = {"yogi"}
+
 
 def _optimizers():
     names = sorted(n for n in dir(optimizers) if not n.startswith("_") and callable(getattr(optimizers, n)))
-    return [n for n in names if "learning_rate" in inspect.signature(getattr(optimizers, n)).parameters]
+    return [
+        n for n in names
+        if "learning_rate" in inspect.signature(getattr(optimizers, n)).parameters and n not in NEEDS_EXTRA_ARGS
+    ]
+
+
+def _eps_cases():
+    return [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="eps=0 gives a non-finite update")) if n in
+        KNOWN_EPS_ZERO_BUGS else n
+        for n in _optimizers()
+    ]
 
 
 def _build(name, **kwargs):
@@ -36,7 +52,7 @@ def _grads(params):
     return {"w": jnp.cos(params["w"]) + 0.1, "zero": jnp.zeros((2,)), "b": jnp.array([1.0, -1.0])}
 
 
-@pytest.mark.parametrize("name", _optimizers())
+@pytest.mark.parametrize("name", _eps_cases())
 def test_eps_zero_gives_finite_updates_on_zero_gradient_leaves(name):
     factory = getattr(optimizers, name)
     if "eps" not in inspect.signature(factory).parameters:
