@@ -9,7 +9,7 @@ import pytest
 import optcompose.tree as ours
 import optcompose.tree_utils as ours_utils
 
-OURS_ONLY = {"param_shaped_map", "param_shaped_paths", "NamedTupleKey"}
+OURS_ONLY = {"param_shaped_map", "param_shaped_paths", "param_shaped_subtree_map", "NamedTupleKey"}
 
 
 def public_names(module):
