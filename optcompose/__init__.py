@@ -3,7 +3,8 @@
 This file is the whole public surface. Namespaces as Optax's: ``optcompose.transforms``,
 ``optcompose.schedules``, ``optcompose.optimizers``; ours: ``optcompose.speed`` (one-pass steps,
 flat state), ``optcompose.recipes``, ``optcompose.averaging``, ``optcompose.sharding``;
-integrations, loaded on first use: ``optcompose.checkpoint`` (orbax), ``optcompose.TrainState`` (Flax).
+integrations, loaded on first use: ``optcompose.checkpoint`` (orbax), ``optcompose.TrainState`` and
+``optcompose.Optimizer`` (Flax linen and nnx, stepped by ``optcompose.step``).
 Names kept only for Optax compatibility are marked ``# Optax name``.
 """
 
@@ -66,6 +67,7 @@ from optcompose._numerics_optax import (
 )
 from optcompose._tree import NotFloatingError, global_norm, safe_increment
 from optcompose.averaging import swa, swa_learning_rate_schedule, update_bn
+from optcompose.contrib._muon_torch import muon_torch, scale_by_orthogonalized_momentum
 from optcompose.losses import (
     convex_kl_divergence,
     cosine_distance,
@@ -121,9 +123,11 @@ from optcompose.optimizers import (
     rmsprop,
     rprop,
     sgd,
+    shampoo,
     sign_sgd,
     signum,
     sm3,
+    soap,
     yogi,
 )
 from optcompose.schedules import (
@@ -158,7 +162,7 @@ from optcompose.schedules import (
     warmup_exponential_decay_schedule,
     warmup_stable_decay_schedule,
 )
-from optcompose.speed import FlatTree, flat_state, step
+from optcompose.speed import FlatParams, FlatTree, flat_params, flat_state, step
 
 # Optax's top-level names, each from its namespace.
 from optcompose.transforms import (
@@ -237,6 +241,7 @@ from optcompose.transforms import (
     per_example_layer_norm_clip,
     periodic_update,
     power_iteration,
+    reduce_lr_on_plateau,
     scale,
     scale_by_adadelta,
     scale_by_adam,
@@ -284,6 +289,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "TrainState": ("optcompose.integrations.flax", "TrainState"),
+    "Optimizer": ("optcompose.integrations.flax", "Optimizer"),
     "checkpoint": ("optcompose.integrations.checkpoint", None),
     "from_optax": ("optcompose.integrations.optax_state", "from_optax"),
 }

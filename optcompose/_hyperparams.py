@@ -9,7 +9,9 @@ update the node holds the values the *next* update will use, so ``get_hyperparam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import contextvars
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -20,6 +22,28 @@ from optcompose._base import GradientTransformation, GradientTransformationExtra
 from optcompose._tree import path_str
 
 HYPERPARAM_DTYPE = jnp.float32
+
+_NEXT_VALUES: contextvars.ContextVar[dict[int, Any] | None] = contextvars.ContextVar("next_values", default=None)
+"""While ``get_hyperparams(state, tx, params)`` asks ``tx.update`` what it will use: id of a stored
+scheduled value -> the value the update computes in its place (``schedule(count)``)."""
+
+
+@contextlib.contextmanager
+def _recording_next_values() -> Iterator[dict[int, Any]]:
+    table: dict[int, Any] = {}
+    token = _NEXT_VALUES.set(table)
+    try:
+        yield table
+    finally:
+        _NEXT_VALUES.reset(token)
+
+
+def record_next_value(stored: Any, value: Any) -> None:
+    """Tells a running ``get_hyperparams(state, tx, params)`` that the update uses ``value`` where the
+    state stores ``stored`` (a scheduled entry). A no-op otherwise (one dictionary lookup)."""
+    table = _NEXT_VALUES.get()
+    if table is not None:
+        table[id(stored)] = value
 
 
 @jax.tree_util.register_pytree_with_keys_class
@@ -134,7 +158,10 @@ class HyperparamSpec:
     def current(self, hyperparams: Mapping[str, Any], count: Any) -> dict[str, jax.Array]:
         """Values for the update at ``count``: constants from the state, schedules evaluated."""
         values = {k: hyperparams[k] for k in self.constants}
-        values.update(self._scheduled_at(count, self._dtype(hyperparams)))
+        scheduled = self._scheduled_at(count, self._dtype(hyperparams))
+        for k, value in scheduled.items():
+            record_next_value(hyperparams.get(k), value)
+        values.update(scheduled)
         return values
 
     def advance(self, hyperparams: Hyperparams, next_count: Any) -> Hyperparams:
@@ -180,7 +207,9 @@ def _entries(opt_state: Any) -> list[tuple[str, str, Any, bool]]:
     return found
 
 
-def get_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
+def get_hyperparams(
+    opt_state: Any, tx: GradientTransformation | None = None, params: Any = None
+) -> dict[str, jax.Array]:
     """The hyperparameters the next update will use, by name.
 
     A name that occurs once (``learning_rate`` in ``adamw``) is reported plainly; a name shared by
@@ -190,12 +219,44 @@ def get_hyperparams(opt_state: Any) -> dict[str, jax.Array]:
     For a state made by ``inject_hyperparams`` the names are the factory's arguments
     (``state.hyperparams``); its inner transform's own entries, rebuilt from those at every
     update, are not reported a second time.
+
+    A scheduled entry is stored by each update as ``schedule(count)`` of the next step. The update
+    itself never reads it (it evaluates ``schedule(count)``), so the stored value is stale only
+    when the state was changed behind the update's back: restored into code with another schedule,
+    or its ``count`` edited. Pass the transform (and, for transforms that need them, the params) to
+    report what the next update computes instead: ``get_hyperparams(state, tx, params)`` runs one
+    eager ``tx.update`` on zero updates and reads each scheduled value it uses (constants are read
+    from the state as always).
     """
     entries = _entries(opt_state)
+    if tx is not None:
+        entries = _with_next_values(entries, opt_state, tx, params)
     counts: dict[str, int] = {}
     for _, name, _, _ in entries:
         counts[name] = counts.get(name, 0) + 1
     return {(name if counts[name] == 1 else key): value for key, name, value, _ in entries}
+
+
+def _with_next_values(entries: list, opt_state: Any, tx: GradientTransformation, params: Any) -> list:
+    """``entries`` with each scheduled value replaced by the one ``tx.update`` computes for it."""
+    if not isinstance(tx, GradientTransformation):
+        raise TypeError(f"tx must be the GradientTransformation that made opt_state, got {type(tx).__name__}")
+    if not any(scheduled for *_, scheduled in entries):
+        return entries
+    if params is None:
+        raise ValueError(
+            "get_hyperparams(state, tx) needs params=... (the parameters, or a tree of their shapes and "
+            "dtypes) to run the update that computes the scheduled values"
+        )
+    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), getattr(p, "dtype", None) or jnp.result_type(p)), params)
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(params)):
+        params = zeros  # shapes only: transforms that read params see zeros of those shapes
+    with _recording_next_values() as table, jax.disable_jit():
+        call_update(tx, zeros, opt_state, params, {})
+    return [
+        (key, name, table.get(id(value), value) if scheduled else value, scheduled)
+        for key, name, value, scheduled in entries
+    ]
 
 
 def set_hyperparams(opt_state: Any, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:

@@ -413,14 +413,47 @@ def ref_lars(
     return _per_leaf(np.zeros_like, step)
 
 
-def ref_lamb(learning_rate, b1=0.9, b2=0.999, eps=1e-6, eps_root=0.0, weight_decay=0.0, mask: Rule | None = None):
-    """You et al. 2019, Algorithm 2: r = adam direction + lambda w; w -= lr ||w|| / ||r|| r."""
-    lr, b1, b2, eps, eps_root, wd = hp(learning_rate), hp(b1), hp(b2), hp(eps), hp(eps_root), hp(weight_decay)
+def ref_lamb(
+    learning_rate,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-6,
+    eps_root=0.0,
+    weight_decay=0.0,
+    mask: Rule | None = None,
+    trust_ratio_mask: Rule | None = None,
+):
+    """You et al. 2019, Algorithm 2: r = adam direction + lambda w; w -= lr_t ||w|| / ||r|| r.
+
+    ``trust_ratio_mask``: leaves where it is False keep ratio 1 (plain Adam with decay).
+    """
+    b1, b2, eps, eps_root, wd = hp(b1), hp(b2), hp(eps), hp(eps_root), hp(weight_decay)
 
     def step(g, w, leaf_state, t, key, raw):
+        lr = _value(learning_rate, t - 1)
         m, v, r = _adam_direction(g, _f64(leaf_state[0]), _f64(leaf_state[1]), t, b1, b2, eps, eps_root, False)
         if mask is None or mask(key, raw):
             r = r + wd * w
-        return -lr * _trust_ratio(w, r, 0.0, 1.0, 0.0) * r, (_store(m, raw), _store(v, raw))
+        ratio = _trust_ratio(w, r, 0.0, 1.0, 0.0) if trust_ratio_mask is None or trust_ratio_mask(key, raw) else 1.0
+        return -lr * ratio * r, (_store(m, raw), _store(v, raw))
 
     return _per_leaf(lambda x: (np.zeros_like(x), np.zeros_like(x)), step)
+
+
+def ref_multi_steps(inner: RefTransform, every_k: int) -> RefTransform:
+    """Gradient accumulation: the running sum of ``every_k`` gradients (a float32 buffer) divided by
+    ``every_k`` goes to ``inner`` on every ``every_k``-th call; the calls in between give zero updates."""
+
+    def update(g, state, w):
+        mini, acc, inner_state = state
+        acc = {k: (_f64(acc[k]) + _f64(v)).astype(np.float32) for k, v in g.items()}
+        if mini + 1 < every_k:
+            return {k: np.zeros_like(v) for k, v in g.items()}, (mini + 1, acc, inner_state)
+        mean = {k: _store(_f64(acc[k]) / every_k, g[k]) for k in g}
+        out, inner_state = inner.update(mean, inner_state, w)
+        return out, (0, {k: np.zeros_like(v) for k, v in acc.items()}, inner_state)
+
+    def init(w):
+        return 0, {k: np.zeros(np.shape(x), np.float32) for k, x in w.items()}, inner.init(w)
+
+    return RefTransform(init, update)

@@ -173,3 +173,26 @@ def test_apply_updates_low_precision_update_into_float32_param():
     out = apply_updates(params, updates)
     assert out["a"].dtype == jnp.float32
     np.testing.assert_array_equal(out["a"], [1.5, 1.75])
+
+
+def test_float32_updates_are_cast_back_to_bfloat16_params():
+    params = {"w": jnp.asarray([1.0, 2.0], jnp.bfloat16)}
+    new = apply_updates(params, {"w": jnp.asarray([0.5, -0.25], jnp.float32)})
+    assert new["w"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(new["w"], np.float32), [1.5, 1.75])
+
+
+def test_chain_errors():
+    with pytest.raises(TypeError, match=r"chain argument 1 must be a GradientTransformation .* got int"):
+        chain(identity(), 3)
+    tx = chain(identity(), identity())
+    with pytest.raises(ValueError, match=r"chain of 2 transforms must be a tuple of 2 states, got tuple of length 1"):
+        tx.update(PARAMS, (tx.init(PARAMS)[0],))
+    with pytest.raises(ValueError, match=r"named_chain names must be unique, got \['a', 'a'\]"):
+        named_chain(("a", identity()), ("a", identity()))
+
+
+def test_chain_rejects_a_foreign_state():
+    tx = chain(scale(0.1), scale_by_adam())
+    with pytest.raises(ValueError, match="2 states"):
+        tx.update(GRADS, (tx.init(PARAMS)[0],), PARAMS)

@@ -1,9 +1,10 @@
-"""Smoke tests of the runnable examples: each runs as a script with a tiny budget and writes PNGs.
+"""Smoke tests of the runnable examples (slow): each runs as a script with a tiny budget and writes PNGs.
 
 The scripts start together (three at a time) in a module-scoped fixture, so the suite pays for
 their imports and compilations once, in parallel; each test then checks one script's outcome.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 
 # script -> (tiny-budget flags, PNG files it must write)
 RUNS = {
@@ -58,6 +60,7 @@ def finished(tmp_path_factory):
         return dict(pool.map(run, RUNS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", list(RUNS))
 def test_example_runs_and_writes_its_plots(finished, script):
     completed, out = finished[script]
@@ -94,3 +97,38 @@ def test_lion_from_pieces_matches_optax_lion():
         ref_params = optax.apply_updates(ref_params, ref_updates)
     for name in params:
         np.testing.assert_allclose(np.asarray(ours_params[name]), np.asarray(ref_params[name]), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_data_parallel_example_smoke(tmp_path):
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": path}
+    command = [
+        sys.executable, str(ROOT / "examples" / "data_parallel.py"),
+        "--steps", "2", "--devices", "4", "--batch-size", "16", "--model", "mlp", "--out", str(tmp_path),
+    ]
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (tmp_path / "data_parallel.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["pmap_replicas_bitwise_identical"]
+    assert max(summary["max_param_difference_vs_single"].values()) < 1e-5
+    memory = summary["optimizer_state_bytes_per_device"]
+    assert memory["ZeRO-1 (mesh)"] < memory["replicated (pmap)"] / 2
+
+
+@pytest.mark.slow
+@pytest.mark.exhaustive  # 12 compiled programs (minutes on 2 cores); a run hung twice under load: see the note
+def test_frontier_example_quick(tmp_path):
+    # Six optimizers on two tasks with a tiny budget: both plots, and a finite table row per optimizer.
+    command = [sys.executable, str(EXAMPLES / "frontier.py"), "--quick", "--out", str(tmp_path)]
+    result = subprocess.run(command, env=_environment(), cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    for name in ("digits_cnn.png", "transformer.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.split()}
+    for name in ("AdamW", "Muon", "SOAP", "Shampoo", "C-AdamW", "MARS"):
+        assert name in rows, f"no table row for {name}:\n{result.stdout[-3000:]}"
+        cnn_loss, cnn_accuracy, seq_loss, seq_accuracy, seconds = rows[name]
+        assert np.isfinite(float(cnn_loss)) and np.isfinite(float(seq_loss)) and float(seconds) > 0
+        assert 0 <= float(cnn_accuracy.rstrip("%")) <= 100 and 0 <= float(seq_accuracy.rstrip("%")) <= 100

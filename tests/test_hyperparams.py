@@ -4,8 +4,6 @@ Every expected number is written out by hand (the first SGD step is ``-lr * g``;
 is ``-lr * g / (|g| + eps)``), so each test can fail independently of the code it checks.
 """
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -138,9 +136,6 @@ def test_set_does_not_mutate_the_old_state():
     assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.1)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("optcompose.transforms._accumulation") is None, reason="MultiSteps not written yet"
-)
 def test_multisteps_reads_and_sets_the_inner_learning_rate():
     from optcompose.transforms._accumulation import MultiSteps
 
@@ -156,7 +151,6 @@ def test_multisteps_reads_and_sets_the_inner_learning_rate():
     assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(0.4)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("optcompose.transforms._guards") is None, reason="guards not written yet")
 def test_apply_if_finite_reads_and_sets_the_inner_learning_rate():
     from optcompose.transforms._guards import apply_if_finite
 
@@ -167,3 +161,69 @@ def test_apply_if_finite_reads_and_sets_the_inner_learning_rate():
     updates, state = jax.jit(tx.update)(GRADS, state, PARAMS)
     # Adam's first step is g / (|g| + eps) ~ 1.
     np.testing.assert_allclose(updates["head"]["kernel"], np.full((2, 1), -0.05), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# One source of truth for scheduled values: schedule(count), in update, in step, in get_hyperparams.
+
+
+def _old_run(tx, steps=10):
+    state = tx.init(PARAMS)
+    for _ in range(steps):
+        _, state = tx.update(GRADS, state, PARAMS)
+    return state
+
+
+def _ramp(scale):
+    return lambda count: scale * (1.0 + count)  # 11 * scale at count 10: easy to read
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda lr: adam(lr),
+        lambda lr: chain(clip_by_global_norm(1e3), sgd(lr, momentum=0.5)),
+        lambda lr: __import__("optcompose").inject_hyperparams(sgd)(learning_rate=lr),
+        lambda lr: __import__("optcompose").contrib.prodigy(lr),
+    ],
+    ids=["adam", "chain", "inject_hyperparams", "contrib.prodigy"],
+)
+def test_a_state_restored_into_another_schedule_reports_what_the_next_update_uses(build):
+    import optcompose as oc
+
+    state = _old_run(build(_ramp(1.0)))  # stores lr = 11 for the next step
+    new = build(_ramp(0.01))  # the code now says 0.11 at count 10
+    assert float(get_hyperparams(state)["learning_rate"]) == pytest.approx(11.0)  # stored, documented
+    assert float(get_hyperparams(state, new, PARAMS)["learning_rate"]) == pytest.approx(0.11)
+    # ... and that is what the update uses: its step is 0.11 / 11 of the old code's step.
+    new_updates, _ = new.update(GRADS, state, PARAMS)
+    old_updates, _ = build(_ramp(1.0)).update(GRADS, state, PARAMS)
+    ratio = jax.tree.map(lambda a, b: np.asarray(a) / np.asarray(b), new_updates, old_updates)
+    for leaf in jax.tree.leaves(ratio):
+        np.testing.assert_allclose(leaf[np.isfinite(leaf)], 0.01, rtol=1e-5)
+    assert oc.get_hyperparams(state, new, jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), PARAMS))
+
+
+def test_an_edited_count_is_seen_by_update_step_and_get_hyperparams():
+    import optcompose as oc
+
+    tx = sgd(_ramp(0.001), momentum=0.9)  # a kernel chain; its first step is -lr * g
+    state = tx.init(PARAMS)
+    state = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.asarray(49, x.dtype) if jax.tree_util.keystr(path).endswith(".count") else x, state
+    )
+    assert float(get_hyperparams(state, tx, PARAMS)["learning_rate"]) == pytest.approx(0.05)
+    updated, _ = tx.update(GRADS, state, PARAMS)
+    stepped_params, _ = oc.step(tx, GRADS, state, PARAMS)  # the one-pass kernel reads schedule(count) too
+    applied = oc.apply_updates(PARAMS, updated)
+    for a, b in zip(jax.tree.leaves(stepped_params), jax.tree.leaves(applied), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(updated["head"]["kernel"]), -0.05 * 2.0 * np.ones((2, 1)), rtol=1e-6)
+
+
+def test_get_hyperparams_with_a_transform_needs_the_params():
+    tx = adam(_ramp(0.001))
+    with pytest.raises(ValueError, match=r"needs params="):
+        get_hyperparams(tx.init(PARAMS), tx)
+    with pytest.raises(TypeError, match=r"tx must be the GradientTransformation"):
+        get_hyperparams(tx.init(PARAMS), "adam", PARAMS)

@@ -54,6 +54,7 @@ def _single_process_reference(worker):
     return params, state
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _gloo_available(), reason="this jaxlib has no gloo CPU collectives")
 def test_two_processes_train_like_one(tmp_path):
     worker = _load_worker()

@@ -1,4 +1,20 @@
-"""Contributed optimizers, as Optax's ``optax.contrib`` (same names, signatures and numbers)."""
+"""Contributed optimizers, as Optax's ``optax.contrib`` (same names, signatures and numbers).
+
+Every public name of Optax 0.2.8's ``optax.contrib`` is here with Optax's signature; states are
+Optax's records (same names and fields) plus a ``hyperparams`` field holding the numeric
+hyperparameters as data (``get_hyperparams`` / ``set_hyperparams``). Differences from Optax, all
+in the direction of more exact or more robust numbers, are listed in each docstring:
+
+* hyperparameters are float32 data (float64 with float64 parameters): ``1 - b`` is computed from
+  the stored ``b`` where Optax rounds ``1 - b`` computed in double, which moves float32 runs of the
+  Adam-like methods by up to ~1e-5 relative over 20 steps; under x64 both agree to ~1e-15;
+* arithmetic runs in float32 for bfloat16 / float16 parameters (Optax: in their dtype), and scalar
+  states (step-size estimates) are float32, not the lowest parameter dtype;
+* complex parameters use ``|g|^2`` and real inner products (phase-equivariant) where Optax squares
+  them or keeps complex inner products;
+* 0 / 0 and overflowing estimates (zero gradients in Prodigy, D-Adaptation, ``normalize``; 1e30
+  entries in MoMo, Mechanic) keep the previous value instead of turning into NaN.
+"""
 
 from optcompose.contrib._acprop import acprop as acprop
 from optcompose.contrib._acprop import scale_by_acprop as scale_by_acprop

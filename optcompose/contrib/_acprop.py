@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from optcompose import _validate as validate
-from optcompose._base import GradientTransformationExtraArgs, ScalarOrSchedule, Updates, chain
-from optcompose._hyperparams import Hyperparams
+from optcompose._base import GradientTransformationExtraArgs, ScalarOrSchedule, chain
 from optcompose._leafwise import Leafwise, abs_sq, ema_step, leafwise
 from optcompose._numerics import bias_correction_factor
+from optcompose.transforms._adam_variants import ScaleByBeliefState
 from optcompose.transforms._decay import add_decayed_weights
 from optcompose.transforms._scaling import scale_by_learning_rate
-
-
-class ScaleByBeliefState(NamedTuple):
-    """The state of AdaBelief-type scalings (Optax's ``ScaleByBeliefState``): count, ``mu``, ``nu``."""
-
-    count: jax.Array
-    mu: Updates
-    nu: Updates
-    hyperparams: Hyperparams
 
 
 def _acprop(g, mu, nu, *, hp, t):
@@ -50,8 +41,14 @@ def scale_by_acprop(
     current gradient's deviation ("asynchronous" update). As in Optax, the numerator is the raw
     gradient (``m`` only enters through ``s``).
 
+    Args:
+      b1: decay of the first moment.
+      b2: decay of the belief (the second central moment).
+      eps: added to the root in the denominator.
+      eps_root: added to the belief at every step.
+
     Returns:
-      A transform with state ``ScaleByBeliefState``.
+      A transform with state ``ScaleByBeliefState``. Complex gradients use ``|g - m|^2``.
     """
     validate.unit_interval("b1", b1)
     validate.unit_interval("b2", b2)
@@ -72,7 +69,17 @@ def acprop(
     weight_decay: jax.typing.ArrayLike = 0.0,
     mask: Any | Callable[[Any], Any] | None = None,
 ) -> GradientTransformationExtraArgs:
-    """ACProp (Zhuang et al. 2021): ``w -> w - lr * (u_t + weight_decay * w)``, ``u_t`` from ``scale_by_acprop``."""
+    """ACProp (Zhuang et al. 2021): ``w -> w - lr * (u_t + weight_decay * w)``, ``u_t`` from ``scale_by_acprop``.
+
+    Args:
+      learning_rate: the step size (a number or a schedule).
+      b1, b2, eps, eps_root: as ``scale_by_acprop``.
+      weight_decay: decoupled decay (multiplied by the learning rate).
+      mask: which leaves decay (a pytree of bools or a function of the params).
+
+    Returns:
+      ``chain(scale_by_acprop, add_decayed_weights, scale_by_learning_rate)``.
+    """
     validate.non_negative("learning_rate", learning_rate)
     return chain(
         scale_by_acprop(b1=b1, b2=b2, eps=eps, eps_root=eps_root),

@@ -71,11 +71,17 @@ def scale_by_ademamix(
         v_t  = b2 v_{t-1}  + (1 - b2) |g_t|^2
         u_t  = (m1_t / (1 - b1**t) + alpha * m2_t) / (sqrt(v_t / (1 - b2**t) + eps_root) + eps)
 
-    ``b3`` and ``alpha`` may be schedules of the step count (the paper warms both up). All three
-    moments are stored in ``mu_dtype`` (as Optax; default: the parameter's dtype).
+    Args:
+      b1: decay of the fast EMA.
+      b2: decay of the second moment.
+      b3: decay of the slow EMA (a number or a schedule; the paper warms it up).
+      alpha: weight of the slow EMA (a number or a schedule).
+      eps, eps_root: added outside / inside the root.
+      mu_dtype: storage dtype of all three moments (as Optax; default: the parameter's).
 
     Returns:
-      A transform whose state is ``ScaleByAdemamixState``.
+      A transform whose state is ``ScaleByAdemamixState``. Float32 parity with Optax: 1e-5 over 20
+      steps (``1 - b`` from the float32 ``b``; Optax rounds ``1 - b`` computed in double).
     """
     for name, value in (("b1", b1), ("b2", b2)):
         if callable(value):
@@ -115,8 +121,15 @@ def ademamix(
 
         w -> w - lr * (u_t + weight_decay * w)       (u_t from scale_by_ademamix)
 
-    Args as ``scale_by_ademamix`` (note the default ``alpha`` is 5 here, 6 there, as in Optax),
-    plus ``learning_rate``, ``weight_decay`` and its ``mask``.
+    Args:
+      learning_rate: the step size (a number or a schedule).
+      b1, b2, b3, alpha, eps, eps_root, mu_dtype: as ``scale_by_ademamix`` (note the default
+        ``alpha`` is 5 here, 6 there, as in Optax).
+      weight_decay: decoupled decay (multiplied by the learning rate).
+      mask: which leaves decay.
+
+    Returns:
+      ``chain(scale_by_ademamix, add_decayed_weights, scale_by_learning_rate)``.
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(
@@ -162,11 +175,17 @@ def scale_by_simplified_ademamix(
         n_t = b2 n_{t-1} + (1 - b2) |g_t|^2
         u_t = (m_t + alpha g_t) / (sqrt(n_t / (1 - b2**t) + eps_root) + eps)
 
-    ``alpha`` may be a schedule. ``alpha = 0`` is Adam with ``lr / (1 - b1)`` (up to the first
-    moment's bias correction).
+    ``alpha = 0`` is Adam with ``lr / (1 - b1)`` (up to the first moment's bias correction).
+
+    Args:
+      b1: decay of the accumulator (``<= 1``).
+      b2: decay of the second moment.
+      alpha: weight of the current gradient (a number or a schedule).
+      eps, eps_root: added outside / inside the root.
 
     Returns:
-      A transform whose state is ``ScaleBySimplifiedAdEMAMixState``.
+      A transform whose state is ``ScaleBySimplifiedAdEMAMixState``. Complex gradients use
+      ``|g|^2`` (Optax squares them, ``g * g``, which is not phase-equivariant).
     """
     for name, value in (("b1", b1), ("b2", b2)):
         if callable(value):
@@ -200,7 +219,14 @@ def simplified_ademamix(
 ) -> GradientTransformationExtraArgs:
     """Simplified AdEMAMix (Morwani et al. 2025): ``w -> w - lr * (u_t + weight_decay * w)``.
 
-    ``u_t`` from ``scale_by_simplified_ademamix``; ``mask`` limits the decay.
+    Args:
+      learning_rate: the step size (a number or a schedule).
+      b1, b2, alpha, eps, eps_root: as ``scale_by_simplified_ademamix``.
+      weight_decay: decoupled decay (multiplied by the learning rate).
+      mask: which leaves decay.
+
+    Returns:
+      ``chain(scale_by_simplified_ademamix, add_decayed_weights, scale_by_learning_rate)``.
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(

@@ -100,8 +100,13 @@ def adopt(
 ) -> GradientTransformationExtraArgs:
     """ADOPT (Taniguchi et al. 2024): ``w -> w - lr * u_t`` with ``u_t`` from ``scale_by_adopt``.
 
-    Args as ``scale_by_adopt``, plus ``learning_rate`` (a number or a schedule). The first step does
-    not move the parameters (it only initializes the second moment).
+    Args:
+      learning_rate: the step size (a number or a schedule).
+      b1, b2, eps, mu_dtype, nesterov, use_clipping, clip_value_fn: as ``scale_by_adopt``.
+
+    Returns:
+      ``chain(scale_by_adopt, scale_by_learning_rate)``. The first step does not move the parameters
+      (it only initializes the second moment).
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(

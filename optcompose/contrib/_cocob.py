@@ -79,7 +79,14 @@ def cocob(
 ) -> GradientTransformationExtraArgs:
     """COCOB (Orabona & Tommasi 2017): ``scale_by_cocob`` of ``learning_rate * (g + weight_decay * w)``.
 
-    The learning rate scales the gradients fed to the betting rule (default 1: no tuning).
+    Args:
+      learning_rate: scales the gradients fed to the betting rule (default 1: nothing to tune).
+      alpha, eps: as ``scale_by_cocob``.
+      weight_decay: L2 decay added to the gradients first.
+      mask: which leaves decay.
+
+    Returns:
+      ``chain(add_decayed_weights, scale_by_learning_rate(flip_sign=False), scale_by_cocob)``.
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(

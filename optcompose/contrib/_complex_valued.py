@@ -48,7 +48,14 @@ def split_real_and_imaginary(inner: GradientTransformation) -> GradientTransform
 
     so a transform whose statistics are per real coordinate (Adam's ``g^2``) treats the real and
     imaginary parts separately, instead of using ``|g|^2`` as optcompose's transforms do for complex
-    leaves. Real leaves pass to ``inner`` unchanged. Extra arguments of ``update`` are forwarded.
+    leaves. Real leaves pass to ``inner`` unchanged.
+
+    Args:
+      inner: the transform to run on the real pairs; it receives the extra arguments of ``update``.
+
+    Returns:
+      A ``GradientTransformationExtraArgs`` with state ``SplitRealAndImaginaryState``. The result is
+      not phase-equivariant (by design: a global phase mixes the real and imaginary parts).
     """
     inner = _check_transform("inner", inner)
 

@@ -27,9 +27,12 @@ def _scaled(updates: Any, factor: jax.Array) -> Any:
     return tree_lib.map(leaf, updates, names=("updates",))
 
 
+def _difference(params: Any, start: Any) -> Any:
+    return tree_lib.map(lambda a, b: widen(a) - widen(b), start, params, names=("init_params", "params"))
+
+
 def _distance(params: Any, start: Any, dtype: Any) -> jax.Array:
-    diff = tree_lib.map(lambda a, b: widen(a) - widen(b), start, params, names=("init_params", "params"))
-    return tree_squared_norm(diff, dtype)
+    return tree_squared_norm(_difference(params, start), dtype)
 
 
 class DoGState(NamedTuple):
@@ -82,8 +85,7 @@ def scale_by_dog(init_step: tuple[str, jax.typing.ArrayLike], eps: jax.typing.Ar
         if params is None:
             raise ValueError(NO_PARAMS.format(name="dog"))
         dtype = jnp.result_type(state.max_dist)
-        diff = tree_lib.map(lambda a, b: widen(a) - widen(b), state.init_params, params, names=("init_params", "params"))  # noqa: E501
-        max_dist = jnp.maximum(state.max_dist, tree_norm(diff, dtype))
+        max_dist = jnp.maximum(state.max_dist, tree_norm(_difference(params, state.init_params), dtype))
         total = state.sum_sq_norm_grads + tree_squared_norm(updates, dtype)
         eta = max_dist / jnp.sqrt(total + state.hyperparams["eps"].astype(dtype))
         if kind == "learning_rate":
@@ -116,8 +118,16 @@ def dog(
 ) -> GradientTransformationExtraArgs:
     """DoG (Ivgi et al. 2023): ``w -> w - learning_rate * eta_t * (g + weight_decay * w)``.
 
-    ``eta_t`` from ``scale_by_dog``; ``learning_rate`` is a multiplier (1: no tuning);
-    ``weight_decay`` (None: none) is added to the gradients first, limited by ``mask``.
+    Args:
+      learning_rate: a multiplier of DoG's step (1: nothing to tune; a number or a schedule).
+      init_step: how the first step is sized (see ``scale_by_dog``).
+      eps: added under the root.
+      weight_decay: L2 decay added to the gradients first (None: none).
+      mask: which leaves decay.
+
+    Returns:
+      ``chain(add_decayed_weights or identity, scale_by_dog, scale_by_learning_rate)``; ``update``
+      needs params.
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(
@@ -186,7 +196,16 @@ def dowg(
 ) -> GradientTransformationExtraArgs:
     """DoWG (Khaled et al. 2023): ``w -> w - learning_rate * eta_t * (g + weight_decay * w)``.
 
-    ``eta_t`` from ``scale_by_dowg``; arguments as ``dog``.
+    Args:
+      learning_rate: a multiplier of DoWG's step (a number or a schedule).
+      init_estim_sq_dist: ``r_0^2`` (default ``eps``).
+      eps: added to the denominator.
+      weight_decay: L2 decay added to the gradients first (None: none).
+      mask: which leaves decay.
+
+    Returns:
+      ``chain(add_decayed_weights or identity, scale_by_dowg, scale_by_learning_rate)``; ``update``
+      needs params.
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(

@@ -52,11 +52,17 @@ def scale_by_madgrad(
         z    = x_0 - s_k / (nu_k^(1/3) + eps)
         u    = (1 - momentum) z + momentum x - x
 
-    (``lr_k + eps`` keeps the weights positive for a zero learning rate, as Optax.) The update
-    already contains the learning rate: do not chain ``scale_by_learning_rate`` after it.
+    (``lr_k + eps`` keeps the weights positive for a zero learning rate, as Optax.) The update already
+    contains the learning rate: do not chain ``scale_by_learning_rate`` after it.
+
+    Args:
+      learning_rate: the step size (a number or a schedule).
+      momentum: the averaging weight in ``[0, 1]``.
+      eps: added to the cube root and to the learning rate.
 
     Returns:
-      A transform with state ``MadgradState``; ``update`` needs params.
+      A transform with state ``MadgradState``; ``update`` needs params. Under x64 Optax computes
+      ``sqrt(k + 1)`` in float32 (``jnp.sqrt`` of an int32): ours is float64, 6e-8 apart measured.
     """
     validate.non_negative("learning_rate", learning_rate)
     validate.unit_interval("momentum", momentum, closed_right=True)
@@ -71,9 +77,16 @@ def scale_by_madgrad(
 def madgrad(
     learning_rate: ScalarOrSchedule, momentum: float = 0.9, weight_decay: float = 0.0, eps: float = 1e-6
 ) -> GradientTransformationExtraArgs:
-    """MADGRAD (Defazio & Jelassi 2021): ``scale_by_madgrad`` of ``g + weight_decay * w``.
+    """MADGRAD (Defazio & Jelassi 2021): ``scale_by_madgrad`` of ``g + weight_decay * w`` (coupled decay).
 
-    ``torch``-style coupled decay, as Optax. Real or complex parameters.
+    Args:
+      learning_rate: the step size (a number or a schedule).
+      momentum: the averaging weight ``c`` of ``x = (1 - c) z + c x``.
+      weight_decay: L2 decay added to the gradients first.
+      eps: added to the cube root (and to the learning rate in the weights).
+
+    Returns:
+      ``chain(add_decayed_weights, scale_by_madgrad)``; ``update`` needs params.
     """
     validate.non_negative("weight_decay", weight_decay)
     return chain(add_decayed_weights(weight_decay), scale_by_madgrad(learning_rate, momentum, eps))

@@ -162,7 +162,14 @@ def momo_adam(
         tau = min(lr / c, max(h, 0) / <d, d / D>)
         x  -> x - lr wd / (1 + lr wd) x - tau d / D
 
-    Arguments as ``momo``, with Adam's ``b1``, ``b2`` and ``eps``; ``update`` needs ``value=loss``.
+    Args:
+      learning_rate: the largest step (a number or a schedule).
+      b1, b2, eps: Adam's.
+      lower_bound, weight_decay, adapt_lower_bound: as ``momo``.
+
+    Returns:
+      A ``GradientTransformationExtraArgs`` with state ``MomoAdamState``; ``update`` needs params
+      and ``value=loss``. Non-finite Polyak ratios give ``tau = 0`` (see ``momo``).
     """
     validate.non_negative("learning_rate", learning_rate)
     validate.unit_interval("b1", b1)

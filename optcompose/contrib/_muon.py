@@ -44,6 +44,16 @@ def _options(weight_dimension_numbers: Any, tree: Any) -> Any:
     return jax.tree_util.tree_map_with_path(locate, options, is_leaf=lambda x: isinstance(x, Option))
 
 
+def _map_with_options(fn, options, tree, *rest, names):
+    """``fn(*leaves, option)`` per leaf; structure and dtype errors name the pytree path."""
+    tree_lib.check_same_structure((tree, *rest), names)
+    tree_lib.check_floating(tree, names[0])
+    structure = jax.tree.structure(tree)
+    columns = [structure.flatten_up_to(t) for t in (tree, *rest)]
+    out = [fn(*leaves, option) for *leaves, option in zip(*columns, structure.flatten_up_to(options), strict=True)]
+    return structure.unflatten(out)
+
+
 def _dims_for(option: Option, x: jax.Array) -> MuonDimensionNumbers:
     if option.value is not None:
         return option.value
@@ -154,7 +164,7 @@ def scale_by_muon(
                 u = jnp.sum(jnp.conj(mu_hat) * u) * u
             return u.astype(jnp.result_type(g)), mu_new.astype(jnp.result_type(mu))
 
-        results = tree_lib.map(leaf, updates, state.mu, options, names=("updates", "mu", "dimension numbers"))
+        results = _map_with_options(leaf, options, updates, state.mu, names=("updates", "mu"))
         new_updates, mu = tree_lib.unzip(results, updates, 2)
         return new_updates, state._replace(count=t, mu=mu)
 
@@ -186,7 +196,7 @@ def scale_by_shape(
                 factor = math.sqrt(max(view.fan_in, view.fan_out)) * consistent_rms
             return (widen(u) * factor).astype(jnp.result_type(u))
 
-        return tree_lib.map(leaf, updates, options, names=("updates", "dimension numbers")), state
+        return _map_with_options(leaf, options, updates, names=("updates",)), state
 
     return GradientTransformationExtraArgs(init_empty_state, update)
 

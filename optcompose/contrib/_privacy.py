@@ -108,10 +108,19 @@ def dpsgd(
     momentum: jax.typing.ArrayLike | None = None,
     nesterov: bool = False,
 ) -> GradientTransformationExtraArgs:
-    """DP-SGD (Abadi et al. 2016): ``differentially_private_aggregate`` then SGD (with momentum).
+    """DP-SGD (Abadi et al. 2016): ``differentially_private_aggregate`` then SGD, optionally with momentum.
 
-    ``seed`` is the noise's integer seed (``jax.random.key(seed)``); the gradients must be
-    per-example (leading batch axis).
+    Args:
+      learning_rate: the step size (a number or a schedule).
+      l2_norm_clip: the bound of each example's gradient norm.
+      noise_multiplier: the noise's standard deviation in units of ``l2_norm_clip``.
+      seed: the noise's integer seed (``jax.random.key(seed)``, as Optax).
+      momentum: heavy-ball momentum (None: plain SGD).
+      nesterov: Nesterov momentum.
+
+    Returns:
+      A chain whose ``update`` takes per-example gradients (a leading batch axis in every leaf) and
+      returns updates shaped like the parameters.
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(

@@ -30,8 +30,10 @@ NormalizeState = EmptyState
 def normalize() -> GradientTransformationExtraArgs:
     """Divides the updates by their global l2 norm: ``u -> u / ||u||`` (SAM's ascent direction).
 
-    Zero updates stay zero (Optax divides 0 by 0 and returns NaN). The norm is the rescaled one of
-    ``global_norm``, finite for entries of 1e30 or 1e-30.
+    Returns:
+      A stateless transform (state ``NormalizeState``, Optax's ``EmptyState``). Zero updates stay
+      zero (Optax divides 0 by 0 and returns NaN); the norm is rescaled, so it is finite for entries
+      of 1e30 or 1e-30.
     """
 
     def update(updates, state, params=None, **extra_args):

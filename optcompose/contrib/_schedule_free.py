@@ -54,8 +54,12 @@ class ScheduleFreeState(NamedTuple):
 def schedule_free_eval_params(state: OptState, params: Params) -> Params:
     """The parameters to evaluate a Schedule-Free model at: ``x = (y - (1 - b1) z) / b1``.
 
-    ``params`` are the training parameters ``y`` (where gradients are taken) and ``state`` the
-    ``ScheduleFreeState`` of the optimizer that produced them (Optax's or ours).
+    Args:
+      state: the ``ScheduleFreeState`` of the optimizer (Optax's or ours), not a chain holding it.
+      params: the training parameters ``y`` (where the gradients are taken).
+
+    Returns:
+      ``x``, each leaf in its parameter's dtype (computed in float32 or wider).
     """
     b1, z = getattr(state, "b1", None), getattr(state, "z", None)
     if b1 is None or z is None:
@@ -112,8 +116,10 @@ def schedule_free(
     """
     base_optimizer = _check_transform("base_optimizer", base_optimizer)
     validate.non_negative("learning_rate", learning_rate)
+    if callable(b1):
+        raise TypeError("b1 must be a number (it is stored in the state as ScheduleFreeState.b1), got a function")
     validate.finite("b1", b1)
-    if not callable(b1) and not 0 < float(b1) <= 1:
+    if not 0 < float(b1) <= 1:
         raise ValueError(f"b1 must lie in (0, 1] (x is recovered by dividing by b1), got {b1!r}")
     validate.finite("weight_lr_power", weight_lr_power)
     scheduled = callable(learning_rate)
@@ -227,8 +233,20 @@ def schedule_free_adamw(
         base_update = -lr * (g / (sqrt(v_t / (1 - b2**t)) + eps) + weight_decay * y)
 
     (AdamW without momentum: ``scale_by_rms(b2, eps, eps_in_sqrt=False, bias_correction=True)``),
-    wrapped by ``schedule_free(.., b1, weight_lr_power)``. Arguments as ``schedule_free_sgd``; ``b2``
-    and ``eps`` are Adam's. ``b2`` is stored under its own name.
+    wrapped by ``schedule_free(.., b1, weight_lr_power)``.
+
+    Args:
+      learning_rate: Adam's learning rate (the peak, after the warm-up).
+      warmup_steps: a linear warm-up from 0 over this many steps (None: no warm-up).
+      b1: the interpolation weight.
+      b2: decay of the second moment (stored under the name ``b2``).
+      eps: added to the root.
+      weight_decay: decoupled decay (multiplied by the learning rate).
+      weight_lr_power: the exponent of the averaging weights.
+      state_dtype: storage dtype of ``z``.
+
+    Returns:
+      The ``schedule_free`` transform.
     """
     validate.non_negative("learning_rate", learning_rate)
     learning_rate = _warmed_up(learning_rate, warmup_steps)

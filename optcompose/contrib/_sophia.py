@@ -218,9 +218,18 @@ def sophia(
 ) -> GradientTransformationExtraArgs:
     """Sophia (Liu et al. 2023): ``w -> w - lr * (u_t + weight_decay * w)``, ``u_t`` from ``scale_by_sophia``.
 
-    Pass the loss function to every update: ``update(grads, state, params, obj_fn=loss_fn)``
-    (the Hutchinson estimator differentiates it twice). Other arguments as ``scale_by_sophia``;
-    ``weight_decay_mask`` limits the decay.
+    Pass the loss function to every update: ``update(grads, state, params, obj_fn=loss_fn)`` (the
+    Hutchinson estimator differentiates it twice).
+
+    Args:
+      learning_rate: the step size (a number or a schedule).
+      b1, b2, eps, gamma, clip_threshold, update_interval, hessian_diagonal_fn, mu_dtype, verbose,
+        print_win_rate_every_n_steps: as ``scale_by_sophia``.
+      weight_decay: decoupled decay (multiplied by the learning rate).
+      weight_decay_mask: which leaves decay.
+
+    Returns:
+      ``chain(scale_by_sophia, add_decayed_weights, scale_by_learning_rate)``.
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(

@@ -22,6 +22,9 @@ of a *target*, a pytree such as ``{'params': p, 'opt_state': tx.init(p), 'step':
 * **integrity**: ``save`` writes a SHA-256 digest of every array beside the checkpoint
   (``optcompose.json``); ``restore`` verifies each restored array against it and raises
   ``CheckpointCorruptedError`` naming the array (``verify=False`` skips the check, for speed);
+* **flat parameters** (``optcompose.flat_params``) are stored as the pytree they hold and restored
+  into the target's form (flat or not), so runs with flat and with tree parameters resume each
+  other's checkpoints;
 * **layout**: a flat state buffer (``optcompose.flat_state``) is saved with its layout (tree
   structure and leaf shapes) and only restores into a target of the same layout; otherwise the
   error names the first differing leaf.
@@ -42,9 +45,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optcompose._hyperparams import Hyperparams
+from optcompose._hyperparams import Hyperparams, _is_injected
 from optcompose._tree import path_str
 from optcompose.speed import FlatTree
+from optcompose.speed._flat_params import expand_params, reflatten_params
 
 __all__ = ["CheckpointCorruptedError", "HyperparamsMismatchError", "restore", "save"]
 
@@ -165,6 +169,7 @@ def save(path: str | os.PathLike, tree: Any, *, force: bool = False) -> None:
     """
     ocp = _orbax()
     path = os.path.abspath(os.fspath(path))
+    tree = expand_params(tree)  # flat parameters are saved as their pytree
     keys, names, leaves, _ = _flatten(tree)
     arrays = [_as_array(leaf) for leaf in leaves]
     nested = _nest(keys, arrays)
@@ -241,14 +246,27 @@ def _check_layouts(saved: dict[str, Any], like: Any) -> None:
             )
 
 
-def _hyperparam_paths(tree: Any) -> list[tuple[str, Any, str]]:
-    """(path of the node, node, entry name) of every constant (unscheduled) hyperparameter."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, Hyperparams))
+def _is_node(x: Any) -> bool:
+    return isinstance(x, Hyperparams) or _is_injected(x)
+
+
+def _constant_nodes(tree: Any) -> list[tuple[str, Any]]:
+    """(path, Hyperparams node) of every node whose constant entries are the configuration. The nodes
+    inside an ``inject_hyperparams`` state's ``inner_state`` are rebuilt from its wrapper's dict at
+    every update (scheduled values land in them as constants), so only the wrapper's dict counts."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_node)
     found = []
     for path, node in flat:
         if isinstance(node, Hyperparams):
-            found += [(path_str(path), node, name) for name in node if name not in node.scheduled]
+            found.append((path_str(path), node))
+        elif _is_injected(node) and isinstance(node.hyperparams, Hyperparams):
+            found.append((path_str((*path, jax.tree_util.GetAttrKey("hyperparams"))), node.hyperparams))
     return found
+
+
+def _hyperparam_paths(tree: Any) -> list[tuple[str, Any, str]]:
+    """(path of the node, node, entry name) of every constant (unscheduled) hyperparameter."""
+    return [(where, node, name) for where, node in _constant_nodes(tree) for name in node if name not in node.scheduled]
 
 
 def _reconcile_hyperparams(restored: Any, like: Any, mode: str | None) -> Any:
@@ -271,13 +289,18 @@ def _reconcile_hyperparams(restored: Any, like: Any, mode: str | None) -> Any:
             "pass hyperparams='code' to use the code's values or hyperparams='saved' to keep the checkpoint's"
         )
 
-    def take_code(path, node):
-        if not isinstance(node, Hyperparams):
-            return node
-        where = path_str(path)
+    def with_code(where: str, node: Hyperparams) -> Hyperparams:
         return node.replace(**{n: code[(where, n)] for n in node if (where, n) in code and n not in node.scheduled})
 
-    return jax.tree_util.tree_map_with_path(take_code, restored, is_leaf=lambda x: isinstance(x, Hyperparams))
+    def take_code(path, node):
+        if isinstance(node, Hyperparams):
+            return with_code(path_str(path), node)
+        if _is_injected(node) and isinstance(node.hyperparams, Hyperparams):
+            where = path_str((*path, jax.tree_util.GetAttrKey("hyperparams")))
+            return node._replace(hyperparams=with_code(where, node.hyperparams))
+        return node
+
+    return jax.tree_util.tree_map_with_path(take_code, restored, is_leaf=_is_node)
 
 
 def restore(path: str | os.PathLike, like: Any, *, hyperparams: str | None = None, verify: bool = True) -> Any:
@@ -307,6 +330,7 @@ def restore(path: str | os.PathLike, like: Any, *, hyperparams: str | None = Non
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path) or not os.listdir(path):
         raise FileNotFoundError(f"no checkpoint at {path}: the directory is missing or empty")
+    target, like = like, expand_params(like)  # flat parameters were saved as their pytree
     keys, names, leaves, treedef = _flatten(like)
     abstract = [_abstract(leaf) for leaf in leaves]
     sidecar = _read_meta(path, verify)
@@ -351,4 +375,5 @@ def restore(path: str | os.PathLike, like: Any, *, hyperparams: str | None = Non
                     "the files were changed or damaged"
                 )
     values = [_like_type(leaf, value) for leaf, value in zip(leaves, values, strict=True)]
-    return _reconcile_hyperparams(jax.tree_util.tree_unflatten(treedef, values), like, hyperparams)
+    restored = _reconcile_hyperparams(jax.tree_util.tree_unflatten(treedef, values), like, hyperparams)
+    return reflatten_params(restored, target)

@@ -25,6 +25,14 @@ from optcompose.optimizers._classic import sgd as sgd
 from optcompose.optimizers._frontier import laprop as laprop
 from optcompose.optimizers._frontier import mars as mars
 from optcompose.optimizers._lbfgs import lbfgs as lbfgs
+from optcompose.optimizers._preconditioned import ScaleByShampooState as ScaleByShampooState
+from optcompose.optimizers._preconditioned import ScaleBySoapState as ScaleBySoapState
+from optcompose.optimizers._preconditioned import ShampooMomentumState as ShampooMomentumState
+from optcompose.optimizers._preconditioned import scale_by_shampoo as scale_by_shampoo
+from optcompose.optimizers._preconditioned import scale_by_soap as scale_by_soap
+from optcompose.optimizers._preconditioned import shampoo as shampoo
+from optcompose.optimizers._preconditioned import shampoo_momentum as shampoo_momentum
+from optcompose.optimizers._preconditioned import soap as soap
 from optcompose.optimizers._sgd_variants import fromage as fromage
 from optcompose.optimizers._sgd_variants import noisy_sgd as noisy_sgd
 from optcompose.optimizers._sgd_variants import optimistic_gradient_descent as optimistic_gradient_descent

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optcompose._base import GradientTransformation, GradientTransformationExtraArgs, call_update
-from optcompose._hyperparams import HYPERPARAM_DTYPE, Hyperparams, InjectHyperparamsState
+from optcompose._hyperparams import HYPERPARAM_DTYPE, Hyperparams, InjectHyperparamsState, record_next_value
 from optcompose._tree import safe_increment
 
 
@@ -172,6 +172,9 @@ def inject_hyperparams(
             # Values set by the user keep their dtype family (a Python float becomes float_dtype).
             values = {name: _as_data(stored[name], float_dtype) for name in numeric}
             values.update(evaluate(state.count))
+            upcoming = getattr(stored, "upcoming", stored)
+            for name in schedules:
+                record_next_value(upcoming.get(name), values[name])
             inner = build(values)
             # Fresh Hyperparams nodes carry the new values; under jit the rest of init is dead code.
             fresh = inner.init(params if params is not None else updates)

@@ -24,6 +24,12 @@ state with the part's own ``Leafwise.advanced``, so the new state is the chain's
 It returns ``None`` (the general road) unless every gradient and parameter leaf is a float32 array
 of matching shape, the state has the expected layout (moments float32 or bfloat16) and the masks
 are concrete booleans.
+
+Flat parameters (``optcompose.speed._flat_params``): when gradients and parameters are
+``FlatParams`` (one unpadded float32 buffer) and the moments are ``FlatTree`` buffers of the same
+layout (``flat_state``), the kernel runs over the buffers as one leaf, so the step touches 3-4
+arrays. The per-leaf parts of a kernel must then agree over the leaves: a decay mask that is all
+on or all off, and no trust ratio unless the tree has one leaf; otherwise the general road runs.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from optcompose._leafwise import Leafwise
 from optcompose._numerics import bias_correction_factor
 from optcompose._tree import safe_increment
 from optcompose.speed._flat import FlatState, FlatTree, expand_state, reflatten_like
+from optcompose.speed._flat_params import FlatParams, Layout
 from optcompose.speed.kernels import _calls as calls
 from optcompose.transforms._adaptive import _adam
 from optcompose.transforms._decay import _add_decayed_weights
@@ -145,6 +152,7 @@ class _Inputs:
     grads: list
     params: list
     shapes: list
+    flat: Any = None  # the FlatParams layout when grads/params are its one buffer each (kernel leaf = buffer)
 
 
 def _leaves_like(tree: Any, structure: Any, shapes: Sequence[tuple[int, ...]] | None, dtypes: Sequence[Any]):
@@ -172,7 +180,19 @@ def _sharded(leaf: Any) -> bool:
     return spec is not None and any(entry is not None for entry in spec)
 
 
+def _float32_flat_inputs(grads: Any, params: Any) -> _Inputs | None:
+    layout = params.layout
+    if not isinstance(grads, FlatParams) or grads.layout != layout or layout.dtypes != (_F32,) or layout.padded:
+        return None
+    g, p = grads.buffers[0], params.buffers[0]
+    if not all(isinstance(x, jax.Array) and x.dtype == _F32 and x.shape == (layout.lengths[0],) for x in (g, p)):
+        return None
+    return _Inputs(layout.treedef, [g], [p], list(layout.shapes), flat=layout)
+
+
 def _float32_inputs(grads: Any, params: Any) -> _Inputs | None:
+    if isinstance(params, FlatParams):
+        return _float32_flat_inputs(grads, params)
     structure = jax.tree.structure(params)
     if structure.num_leaves == 0:
         return None
@@ -189,7 +209,8 @@ def _float32_inputs(grads: Any, params: Any) -> _Inputs | None:
 def _state_operand(field: Any, inputs: _Inputs, dtypes: Sequence[Any]) -> Any:
     """The kernel's view of a per-leaf state field: its leaves, or a ``FlatTree``'s buffer."""
     if not isinstance(field, FlatTree):
-        return _leaves_like(field, inputs.structure, inputs.shapes, dtypes)
+        # Flat parameters go with flat moments only (one kernel leaf per buffer).
+        return None if inputs.flat is not None else _leaves_like(field, inputs.structure, inputs.shapes, dtypes)
     buffer = field.buffer
     if field.treedef != inputs.structure or list(field.shapes) != [tuple(s) for s in inputs.shapes]:
         return None
@@ -250,22 +271,40 @@ class Plan:
         leaf_states = {p.kind: _leaf_state(p, state) for p in self.kernel_parts}
         if any(s is None for s in leaf_states.values()) or not all(_path_ok(state, p.path) for p in self.prefix):
             return False
-        if any(self._flags(params, inputs).get(k, ()) is None for k in ("decay", "trust")):
+        flags = self._flags(params, inputs)
+        if any(flags.get(k, ()) is None for k in ("decay", "trust")):
             return False
+        if inputs.flat is not None and inputs.structure.num_leaves > 1 and self.kernel == "lamb":
+            return False  # one kernel leaf for the whole buffer: no per-leaf norms
         return self._operands(leaf_states, inputs) is not None
 
     def _flags(self, params: Any, inputs: _Inputs) -> dict[str, list[bool] | None]:
         parts_ = self.by_kind()
-        return {k: _leaf_flags(parts_[k].mask, params, inputs.structure) for k in ("decay", "trust") if k in parts_}
+        masked = [k for k in ("decay", "trust") if k in parts_]
+        if inputs.flat is not None and any(parts_[k].mask is not None for k in masked):
+            params = params.tree  # masks are given for the tree
+        flags = {k: _leaf_flags(parts_[k].mask, params, inputs.structure) for k in masked}
+        if inputs.flat is not None:  # one kernel leaf: the leaves' flag, if they agree
+            flags = {k: None if f is None or len(set(f)) > 1 else f[:1] for k, f in flags.items()}
+        return flags
 
     def run(self, grads: Any, state: Any, params: Any, extra_args: Mapping[str, Any]) -> tuple[Any, Any] | None:
         """The new params and state (call ``eligible`` first); None if the prefix left non-float32 updates."""
         updates, new_state = grads, state
+        flat = isinstance(params, FlatParams)
+        if flat and self.prefix:  # the parts before the kernel see the tree
+            updates, tree_params = grads.tree, params.tree
+        else:
+            tree_params = params
         for part in self.prefix:
             inner = get_at(state, part.path)
             # Under flat_state, the other transforms see (and return) their state as pytrees.
-            updates, new_inner = call_update(part.runner, updates, expand_state(inner), params, extra_args)
+            updates, new_inner = call_update(part.runner, updates, expand_state(inner), tree_params, extra_args)
             new_state = set_at(new_state, part.path, reflatten_like(new_inner, inner))
+        if flat and self.prefix:
+            if dataclasses.replace(Layout.of(updates), lengths=params.layout.lengths) != params.layout:
+                return None
+            updates = FlatParams.from_tree(updates, layout=params.layout)
         inputs = _float32_inputs(updates, params)
         if inputs is None:
             return None
@@ -282,6 +321,8 @@ class Plan:
             }
             advanced = part.leaf.advanced(leaf_states[kind], part.names, **slots)
             new_state = set_at(new_state, (*part.path, *part.inner), advanced)
+        if inputs.flat is not None:
+            return params.with_buffers(tuple(new_params)), new_state
         return inputs.structure.unflatten(new_params), new_state
 
     def _operands(self, leaf_states: dict[str, Any], inputs: _Inputs) -> dict[str, Any] | None:
@@ -316,9 +357,10 @@ class Plan:
             eps_root=hp["eps_root"], eps=hp["eps"],
             weight_decay=values["decay"]["weight_decay"] if "decay" in values else 0.0, neg_lr=signed_lr,
         )  # fmt: skip
-        decay_flags = flags.get("decay") or [False] * inputs.structure.num_leaves
+        leaves = len(inputs.params)  # kernel leaves: the tree's, or one flat buffer
+        decay_flags = flags.get("decay") or [False] * leaves
         if "decay" not in values:
-            decay_flags = [False] * inputs.structure.num_leaves
+            decay_flags = [False] * leaves
         if self.kernel == "adam":
             nesterov = self.by_kind()["adam"].leaf.static["nesterov"]
             new_params, mu, nu = calls.adam(

@@ -20,6 +20,11 @@ sharded on a CPU mesh (a custom call is computed replicated there). ``jax.grad``
 through ``step`` work: the kernel's derivative rule is the general road's derivative (the same
 function), so meta-learning through the optimizer step needs no flag.
 
+Flat parameters (``flat_params``): with ``FlatParams`` gradients and parameters, the general road
+runs ``update`` + ``apply_updates`` on the trees they hold and stores the result flat again (the
+same numbers as with tree parameters); the kernel runs over the buffers themselves when the moments
+are flat too (``flat_state``), so a step takes 3-4 arrays however many leaves the model has.
+
 The kernel's numbers are the transforms' numbers: the same float32 operations in the same order
 (eagerly bit for bit; under ``jit`` XLA contracts some multiply-adds of the general road into
 FMAs, so the two differ by at most 2 ulp there; tests check both and the NumPy references). The state
@@ -35,6 +40,7 @@ import jax
 
 from optcompose._base import GradientTransformation, OptState, Params, Updates, apply_updates, call_update
 from optcompose.speed import kernels
+from optcompose.speed._flat_params import FlatParams, contains_flat_params, resharded_like
 from optcompose.speed._plans import plan_for
 
 
@@ -60,16 +66,23 @@ def step(
     Args:
       transform: any ``GradientTransformation``; chains ending in sgd-with-momentum, adam, adamw or
         lamb pieces get the kernel (see ``optcompose.speed._plans``).
-      grads: the gradients, a pytree shaped like ``params``.
+      grads: the gradients, a pytree shaped like ``params`` (a ``FlatParams`` of their layout when
+        ``params`` is one, as ``jax.grad`` with respect to it returns).
       state: ``transform``'s state (from ``init`` or a previous step).
-      params: the current parameters.
+      params: the current parameters (a pytree, or a ``FlatParams``).
       use_kernel: ``False`` always takes ``update`` + ``apply_updates``.
       **extra_args: forwarded to ``transform.update`` (and to the parts run before a kernel).
 
     Returns:
       ``(new_params, new_state)``. Donate ``params`` and ``state`` to the jitted step
       (``jax.jit(..., donate_argnums=...)``) so the kernel writes them in place.
+
+    Raises:
+      ValueError: flat gradients and parameters of different layouts (naming the first differing
+        leaf), or a state built from ``FlatParams`` instead of the tree they hold.
     """
+    if isinstance(params, FlatParams) or isinstance(grads, FlatParams):
+        _check_flat(grads, state, params)
     if use_kernel:
         plan = plan_for(transform)
         # The kernel is built only when it will run (eligible inputs on CPU).
@@ -83,7 +96,25 @@ def step(
     return _general_step(transform, grads, state, params, extra_args)
 
 
+def _check_flat(grads: Any, state: Any, params: Any) -> None:
+    if not (isinstance(grads, FlatParams) and isinstance(params, FlatParams)):
+        flat, other = ("parameters", "gradients") if isinstance(params, FlatParams) else ("gradients", "parameters")
+        raise ValueError(
+            f"the {flat} are FlatParams but the {other} are not: take jax.grad with respect to the FlatParams "
+            "(or flat_params(tree) both with the same layout)"
+        )
+    params.layout.check(grads.layout, "the gradients and the parameters")
+    if contains_flat_params(state):
+        raise ValueError(
+            "the optimizer state holds FlatParams: it was built from the flat buffers (tx.init(flat)), which "
+            "treats each buffer as one leaf; build it from the tree they hold: tx.init(flat.tree)"
+        )
+
+
 def _general_step(transform, grads, state, params, extra_args):
+    if isinstance(params, FlatParams):  # the tree's numbers, stored flat again
+        new_params, state = _general_step(transform, grads.tree, state, params.tree, extra_args)
+        return resharded_like(FlatParams.from_tree(new_params, layout=params.layout), params), state
     updates, state = call_update(transform, grads, state, params, extra_args)
     return apply_updates(params, updates), state
 

@@ -73,6 +73,17 @@ from optcompose.transforms._freezing import selective_transform as selective_tra
 from optcompose.transforms._guards import ApplyIfFiniteState as ApplyIfFiniteState
 from optcompose.transforms._guards import apply_if_finite as apply_if_finite
 from optcompose.transforms._guards import update_if as update_if
+from optcompose.transforms._kronecker import KroneckerLayout as KroneckerLayout
+from optcompose.transforms._kronecker import eigenbasis as eigenbasis
+from optcompose.transforms._kronecker import factor_grams as factor_grams
+from optcompose.transforms._kronecker import from_blocks as from_blocks
+from optcompose.transforms._kronecker import inverse_root as inverse_root
+from optcompose.transforms._kronecker import kronecker_layout as kronecker_layout
+from optcompose.transforms._kronecker import merge_dims as merge_dims
+from optcompose.transforms._kronecker import mode_product as mode_product
+from optcompose.transforms._kronecker import precondition as precondition
+from optcompose.transforms._kronecker import refresh_eigenbasis as refresh_eigenbasis
+from optcompose.transforms._kronecker import to_blocks as to_blocks
 from optcompose.transforms._laprop import ScaleByLapropState as ScaleByLapropState
 from optcompose.transforms._laprop import scale_by_laprop as scale_by_laprop
 from optcompose.transforms._layouts import flatten as flatten
@@ -113,6 +124,8 @@ from optcompose.transforms._partition import PartitionState as PartitionState
 from optcompose.transforms._partition import freeze as freeze
 from optcompose.transforms._partition import masked as masked
 from optcompose.transforms._partition import partition as partition
+from optcompose.transforms._plateau import PlateauState as PlateauState
+from optcompose.transforms._plateau import reduce_lr_on_plateau as reduce_lr_on_plateau
 from optcompose.transforms._scaling import ScaleByLearningRateState as ScaleByLearningRateState
 from optcompose.transforms._scaling import ScaleByScheduleState as ScaleByScheduleState
 from optcompose.transforms._scaling import ScaleState as ScaleState

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_schedules_reference import check_schedules, compare
+from schedules_reference import check_schedules, compare
 
 import optcompose.schedules as sched
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_trees_close
 
 from optcompose import optimizers
 from optcompose.schedules import (
@@ -92,7 +93,7 @@ def _run(tx, with_loss=False):
 
 
 def _close(a, b, rtol=1e-6):
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-8), a, b)
+    assert_trees_close(a, b, rtol=rtol, atol=1e-8)
 
 
 def test_plain_schedule_matches_inject_hyperparams_and_optax():

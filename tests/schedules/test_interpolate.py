@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_schedules_reference import check_schedules, compare
+from schedules_reference import check_schedules, compare
 
 import optcompose.schedules as sched
 
