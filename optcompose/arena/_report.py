@@ -241,6 +241,12 @@ def _positive(values: Sequence[Any]) -> bool:
     return bool(finite) and min(finite) > 0
 
 
+def _curve(ax: Any, trial: Mapping[str, Any], key: str, name: str, color: Any, **kwargs: Any) -> None:
+    """One trial's ``key`` series against its steps (missing evaluations as gaps)."""
+    values = [np.nan if v is None else v for v in trial[key]]
+    ax.plot(trial["steps"], values, color=color, ls=_style(name), lw=1.2, **kwargs)
+
+
 def plot_curves(board: Mapping[str, Any], runs: Mapping[str, Any], path: Path, per_workload_dir: Path | None) -> None:
     """Validation curves on a grid of workloads (and per-workload files with the training loss)."""
     plt = _pyplot()
@@ -257,14 +263,7 @@ def plot_curves(board: Mapping[str, Any], runs: Mapping[str, Any], path: Path, p
             t = _median_trial(runs.get(w, {}).get(name, []))
             if t is None:
                 continue
-            ax.plot(
-                t["steps"],
-                [np.nan if v is None else v for v in t["valid"]],
-                color=colors[name],
-                ls=_style(name),
-                lw=1.2,
-                label=name,
-            )
+            _curve(ax, t, "valid", name, colors[name], label=name)
             values += t["valid"]
         if meta.get("target") is not None:
             ax.axhline(meta["target"], color="k", ls=":", lw=1)
@@ -290,21 +289,8 @@ def plot_curves(board: Mapping[str, Any], runs: Mapping[str, Any], path: Path, p
             t = _median_trial(runs.get(w, {}).get(name, []))
             if t is None:
                 continue
-            a1.plot(
-                t["steps"],
-                [np.nan if v is None else v for v in t["train_loss"]],
-                color=colors[name],
-                ls=_style(name),
-                lw=1.2,
-                label=name,
-            )
-            a2.plot(
-                t["steps"],
-                [np.nan if v is None else v for v in t["valid"]],
-                color=colors[name],
-                ls=_style(name),
-                lw=1.2,
-            )
+            _curve(a1, t, "train_loss", name, colors[name], label=name)
+            _curve(a2, t, "valid", name, colors[name])
         target = board["workloads"][w].get("target")
         if target is not None:
             a2.axhline(target, color="k", ls=":", lw=1)
