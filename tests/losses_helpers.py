@@ -65,3 +65,21 @@ def compare_with_optax(ours, theirs, cases, *, grad=True, rtol=2e-5, atol=2e-6):
     args, kwargs = cases[first]
     assert_close(ours(*args, **kwargs), results[first][1], rtol=rtol, atol=atol, err_msg=f"{first} (without jit)")
     return {name: (values[0], values[2] if grad else None) for name, values in results.items()}
+
+
+def check_dtypes_against_optax(ours, theirs, calls, inputs, part):
+    """``calls`` (name -> ``f(module, x)``) on ``inputs``: in bfloat16, each result has Optax's dtype
+    and is finite; in float64 (x64), each equals Optax's to 1e-12."""
+    if part == "bfloat16":
+        x16 = jnp.asarray(inputs, jnp.bfloat16)
+        got = jax.jit(lambda z: {n: c(ours, z) for n, c in calls.items()})(x16)
+        want = jax.eval_shape(lambda z: {n: c(theirs, z) for n, c in calls.items()}, x16)
+        for name in calls:
+            assert got[name].dtype == want[name].dtype and np.all(np.isfinite(_np(got[name]))), name
+        return
+    with jax.enable_x64(True):
+        x64 = jnp.asarray(inputs, jnp.float64)
+        got, want = jax.jit(lambda z: [{n: c(m, z) for n, c in calls.items()} for m in (ours, theirs)])(x64)
+        for name in calls:
+            assert got[name].dtype == want[name].dtype == jnp.float64, name
+            assert_close(got[name], want[name], rtol=1e-12, atol=1e-12, err_msg=name)

@@ -13,11 +13,10 @@ PyTorch mapping checked here (``F = torch.nn.functional``):
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from losses_helpers import _np, assert_close, compare_with_optax
+from losses_helpers import _np, assert_close, check_dtypes_against_optax, compare_with_optax
 
 from optcompose import losses
 
@@ -98,19 +97,7 @@ def _check_dtypes(part):
         "kl_divergence_with_log_targets": lambda m, x: m.kl_divergence_with_log_targets(x, x[::-1]),
         "generalized_kl_divergence": lambda m, x: m.generalized_kl_divergence(x, TARGETS),
     }
-    if part == "bfloat16":
-        x16 = jnp.asarray(LOG_PREDICTIONS, jnp.bfloat16)
-        ours = jax.jit(lambda z: {n: c(losses, z) for n, c in calls.items()})(x16)
-        theirs = jax.eval_shape(lambda z: {n: c(optax.losses, z) for n, c in calls.items()}, x16)
-        for name in calls:
-            assert ours[name].dtype == theirs[name].dtype and np.all(np.isfinite(_np(ours[name]))), name
-        return
-    with jax.enable_x64(True):
-        x64 = jnp.asarray(LOG_PREDICTIONS, jnp.float64)
-        ours, theirs = jax.jit(lambda z: [{n: c(m, z) for n, c in calls.items()} for m in (losses, optax.losses)])(x64)
-        for name in calls:
-            assert ours[name].dtype == theirs[name].dtype == jnp.float64, name
-            assert_close(ours[name], theirs[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    check_dtypes_against_optax(losses, optax.losses, calls, LOG_PREDICTIONS, part)
 
 
 def test_bfloat16():

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from losses_helpers import _np, assert_close, compare_with_optax
+from losses_helpers import _np, assert_close, check_dtypes_against_optax, compare_with_optax
 
 from optcompose import losses
 
@@ -129,19 +129,7 @@ def _check_dtypes(part):
         "multiclass_perceptron_loss": lambda m, x: m.multiclass_perceptron_loss(x, LABELS),
         "multiclass_sparsemax_loss": lambda m, x: m.multiclass_sparsemax_loss(x, LABELS),
     }
-    if part == "bfloat16":
-        x16 = jnp.asarray(SCORES, jnp.bfloat16)
-        ours = jax.jit(lambda z: {n: c(losses, z) for n, c in calls.items()})(x16)
-        theirs = jax.eval_shape(lambda z: {n: c(optax.losses, z) for n, c in calls.items()}, x16)
-        for name in calls:
-            assert ours[name].dtype == theirs[name].dtype and np.all(np.isfinite(_np(ours[name]))), name
-        return
-    with jax.enable_x64(True):
-        x64 = jnp.asarray(SCORES, jnp.float64)
-        ours, theirs = jax.jit(lambda z: [{n: c(m, z) for n, c in calls.items()} for m in (losses, optax.losses)])(x64)
-        for name in calls:
-            assert ours[name].dtype == theirs[name].dtype == jnp.float64, name
-            assert_close(ours[name], theirs[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    check_dtypes_against_optax(losses, optax.losses, calls, SCORES, part)
 
 
 def test_bfloat16():

@@ -9,11 +9,10 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from losses_helpers import _np, assert_close, compare_with_optax
+from losses_helpers import _np, assert_close, check_dtypes_against_optax, compare_with_optax
 
 from optcompose import losses
 
@@ -106,19 +105,7 @@ def _check_dtypes(part):
         "multiclass_generalized_dice_loss": lambda m, x: m.multiclass_generalized_dice_loss(x, TARGETS),
         "binary_dice_loss": lambda m, x: m.binary_dice_loss(x[..., 0], BINARY_TARGETS),
     }
-    if part == "bfloat16":
-        x16 = jnp.asarray(LOGITS, jnp.bfloat16)
-        ours = jax.jit(lambda z: {n: c(losses, z) for n, c in calls.items()})(x16)
-        theirs = jax.eval_shape(lambda z: {n: c(optax.losses, z) for n, c in calls.items()}, x16)
-        for name in calls:
-            assert ours[name].dtype == theirs[name].dtype and np.all(np.isfinite(_np(ours[name]))), name
-        return
-    with jax.enable_x64(True):
-        x64 = jnp.asarray(LOGITS, jnp.float64)
-        ours, theirs = jax.jit(lambda z: [{n: c(m, z) for n, c in calls.items()} for m in (losses, optax.losses)])(x64)
-        for name in calls:
-            assert ours[name].dtype == theirs[name].dtype == jnp.float64, name
-            assert_close(ours[name], theirs[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    check_dtypes_against_optax(losses, optax.losses, calls, LOGITS, part)
 
 
 def test_bfloat16():
