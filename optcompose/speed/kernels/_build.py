@@ -36,7 +36,21 @@ import jaxlib
 
 SOURCE = Path(__file__).with_name("optimizer_steps.cc")
 TARGETS = {"optcompose_adam": "OptcomposeAdam", "optcompose_lamb": "OptcomposeLamb", "optcompose_sgd": "OptcomposeSgd"}
-FLAGS = ("-O3", "-march=native", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-w")
+# -ffp-contract=off keeps the transforms' float32 op order (no FMAs). -fno-trapping-math only drops the
+# promise to keep floating-point exception flags exact (nothing reads them), and lets GCC turn the eps=0
+# select into SIMD code on CPUs without masked division (AVX2, NEON); without it the element loops stay
+# scalar and run 2-3x slower (tests/speed/test_kernels.py checks GCC's vectorization report).
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-std=c++17",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-shared",
+    "-fPIC",
+    "-w",
+)
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}

@@ -153,13 +153,16 @@ inline float adam_direction(float g, MT* __restrict m, VT* __restrict v, size_t 
   store(m, i, new_mu);
   store(v, i, new_nu);
   const float denominator = std::sqrt(nu_hat + s.eps_root) + s.eps;
-  return denominator == 0.0f ? 0.0f : mu_hat / denominator;  // eps = 0, never-seen coordinate: 0, not NaN
+  // eps = 0, never-seen coordinate: 0, not NaN. Divide unconditionally and then select, so the loop
+  // stays branch-free and vectorizes without masked division (AVX2, NEON), not only with AVX-512.
+  const float quotient = mu_hat / denominator;
+  return denominator == 0.0f ? 0.0f : quotient;
 }
 
 template <typename MT, typename VT, bool kNesterov, bool kDecay>
 void adam_range(const float* __restrict g, const float* __restrict p, MT* __restrict m, VT* __restrict v,
                 float* __restrict out, size_t begin, size_t end, const AdamScalars& s) {
-  for (size_t i = begin; i < end; ++i) {
+  for (size_t i = begin; i < end; ++i) {  // element loop: adam
     float u = adam_direction<MT, VT, kNesterov>(g[i], m, v, i, s);
     if constexpr (kDecay) u = u + s.weight_decay * p[i];
     u = u * s.neg_lr;
@@ -311,7 +314,8 @@ inline float lamb_direction(float new_mu, float new_nu, float p, const AdamScala
   const float mu_hat = new_mu * s.correction_1;
   const float nu_hat = new_nu * s.correction_2;
   const float denominator = std::sqrt(nu_hat + s.eps_root) + s.eps;
-  float r = denominator == 0.0f ? 0.0f : mu_hat / denominator;
+  const float quotient = mu_hat / denominator;
+  float r = denominator == 0.0f ? 0.0f : quotient;  // branch-free, as in adam_direction
   if constexpr (kDecay) r = r + s.weight_decay * p;
   return r;
 }
@@ -326,7 +330,7 @@ void lamb_pass1(const float* __restrict g, const float* __restrict p, float* __r
   size_t i = begin;
   for (; i + kLanes <= end; i += kLanes) {
     float pv[kLanes], rv[kLanes];
-    for (size_t j = 0; j < kLanes; ++j) {
+    for (size_t j = 0; j < kLanes; ++j) {  // element loop: lamb pass 1
       const float gi = g[i + j];
       const float new_mu = s.b1 * m[i + j] + s.one_minus_b1 * gi;
       const float new_nu = s.b2 * v[i + j] + s.one_minus_b2 * (gi * gi);
@@ -362,7 +366,7 @@ void lamb_pass1(const float* __restrict g, const float* __restrict p, float* __r
 template <bool kDecay>
 void lamb_pass2(const float* __restrict p, const float* __restrict m, const float* __restrict v,
                 float* __restrict out, size_t begin, size_t end, const AdamScalars& s, float ratio) {
-  for (size_t i = begin; i < end; ++i) {
+  for (size_t i = begin; i < end; ++i) {  // element loop: lamb pass 2
     const float r = lamb_direction<kDecay>(m[i], v[i], p[i], s);
     const float u = (r * ratio) * s.neg_lr;
     out[i] = p[i] + u;
@@ -428,7 +432,7 @@ ffi::Error LambImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Re
 template <typename TT, bool kNesterov>
 void sgd_range(const float* __restrict g, const float* __restrict p, TT* __restrict t, float* __restrict out,
                size_t begin, size_t end, float beta, float neg_lr) {
-  for (size_t i = begin; i < end; ++i) {
+  for (size_t i = begin; i < end; ++i) {  // element loop: sgd
     const float gi = g[i];
     const float new_t = beta * load(t, i) + gi;
     store(t, i, new_t);
