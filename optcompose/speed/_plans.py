@@ -169,7 +169,7 @@ def _leaves_like(tree: Any, structure: Any, shapes: Sequence[tuple[int, ...]] | 
 
 
 def _sharded(leaf: Any) -> bool:
-    """Whether ``leaf`` is split over several devices (a custom call would be computed replicated)."""
+    """Whether ``leaf`` is split over several devices (then XLA's road, which every kernel pattern has)."""
     sharding = getattr(leaf, "sharding", None)  # a concrete array
     if isinstance(sharding, jax.sharding.Sharding) and len(sharding.device_set) > 1:
         return not sharding.is_fully_replicated
@@ -267,7 +267,7 @@ class Plan:
         """Whether the kernel can take these inputs (float32 leaves, the expected state, concrete masks)."""
         inputs = _float32_inputs(grads, params)
         if inputs is None or any(_sharded(leaf) for leaf in (*inputs.grads, *inputs.params, *jax.tree.leaves(state))):
-            return False  # sharded state stays sharded: XLA's road partitions, a custom call would replicate
+            return False  # XLA's road partitions everything, LAMB and flat state included
         leaf_states = {p.kind: _leaf_state(p, state) for p in self.kernel_parts}
         if any(s is None for s in leaf_states.values()) or not all(_path_ok(state, p.path) for p in self.prefix):
             return False

@@ -15,8 +15,12 @@ Everything else takes the general road, ``tx.update`` then ``apply_updates``, wi
 results: other optimizers and chains, wrapped optimizers (``inject_hyperparams``,
 ``apply_if_finite``, ``MultiSteps``), other dtypes, traced masks, GPU and TPU (where XLA fuses
 the update and the apply into one pass by itself), and ``OPTCOMPOSE_KERNELS=0``. Pass
-``use_kernel=False`` to force that road, for example to keep a ``NamedSharding``-sharded state
-sharded on a CPU mesh (a custom call is computed replicated there). ``jax.grad`` / ``jax.jvp``
+``use_kernel=False`` to force that road. Sharded inputs that ``step`` can see (concrete arrays, a
+``jax.set_mesh`` mesh) take it too, and stay sharded. Under ``jax.jit(..., in_shardings=...)`` without
+a mesh, step cannot see the sharding while it traces; the SPMD partitioner then runs the Adam and
+SGD kernels on each device's shard (sharded state stays sharded, ZeRO-1 included), and refuses the
+LAMB and flat-state kernels, which need whole buffers, with an error naming ``use_kernel=False``
+(``optcompose.speed.kernels._calls``): never a silent replication. ``jax.grad`` / ``jax.jvp``
 through ``step`` work: the kernel's derivative rule is the general road's derivative (the same
 function), so meta-learning through the optimizer step needs no flag.
 

@@ -244,8 +244,11 @@ def test_nan_gradients_poison_exactly_as_the_general_road():
 
 
 def test_lamb_extreme_and_zero_leaves():
-    params = {"huge": jnp.full((4, 3), 1e30, jnp.float32), "tiny": jnp.full((5,), 1e-30, jnp.float32),
-              "zero": jnp.zeros((3,), jnp.float32)}
+    params = {
+        "huge": jnp.full((4, 3), 1e30, jnp.float32),
+        "tiny": jnp.full((5,), 1e-30, jnp.float32),
+        "zero": jnp.zeros((3,), jnp.float32),
+    }
     tx = oc.lamb(0.01, weight_decay=0.01)
     g = _grads(params, 5)
     kernel = step(tx, g, tx.init(params), params)
@@ -287,13 +290,27 @@ def test_benchmark_quick_run():
     import bench_optimizers
 
     results = bench_optimizers.main(
-        ["--quick", "--cases", "50x64", "--optimizers", "adamw", "--libraries", "optcompose,optax",
-         "--rounds", "1", "--steps", "1"]
+        [
+            "--quick",
+            "--cases",
+            "50x64",
+            "--optimizers",
+            "adamw",
+            "--libraries",
+            "optcompose,optax",
+            "--rounds",
+            "1",
+            "--steps",
+            "1",
+        ]
     )
     (result,) = results
     libs = result["libraries"]
     assert set(libs) == {
-        "optcompose step", "optcompose step, flat state", "optcompose update+apply", "optcompose step, bf16 state",
+        "optcompose step",
+        "optcompose step, flat state",
+        "optcompose update+apply",
+        "optcompose step, bf16 state",
         "optax",
     }
     # 50 leaves x 64 float32 moments x 2 moments = 25.6 kB, bfloat16 moments half of it.
@@ -318,7 +335,9 @@ def _loss_after_step(lr, use_kernel, tx):
 
 
 @pytest.mark.skipif(not kernels.available(), reason="kernels unavailable")
-@pytest.mark.parametrize("tx", [oc.adamw(0.1, weight_decay=0.1), oc.sgd(0.1, 0.9), oc.lamb(0.1)], ids=["adamw", "sgd", "lamb"])  # noqa: E501
+@pytest.mark.parametrize(
+    "tx", [oc.adamw(0.1, weight_decay=0.1), oc.sgd(0.1, 0.9), oc.lamb(0.1)], ids=["adamw", "sgd", "lamb"]
+)  # noqa: E501
 def test_grad_through_step_equals_grad_through_update(tx):
     # Meta-learning the learning rate through the optimizer step: the kernel's derivative rule is
     # the general road's, so the derivatives agree and the forward pass still runs the kernel.
@@ -356,3 +375,57 @@ def test_sharded_state_stays_sharded():
     assert not new_state[0].mu["w"].sharding.is_fully_replicated
     expected = oc.apply_updates(REL_PARAMS, tx.update(REL_GRADS, tx.init(REL_PARAMS), REL_PARAMS)[0])
     assert_trees_close(new_params["w"], expected["w"], rtol=2e-6, atol=0)
+
+
+# ``jax.jit(step, in_shardings=...)`` without ``jax.set_mesh``: step cannot see the sharding while it
+# traces, so the kernel is traced; the SPMD partitioner then splits it per shard (Adam, SGD) or
+# refuses it (LAMB, flat state). Never a silent replication.
+
+ZERO_PARAMS = {"w": jnp.linspace(-1.0, 1.0, 48, dtype=jnp.float32).reshape(16, 3), "b": jnp.full((8,), 0.5),
+               "c": jnp.arange(7, dtype=jnp.float32), "s": jnp.float32(2.0)}  # fmt: skip
+"""64 floats: a flat buffer of them divides over 8 devices; ``c`` and ``s`` stay replicated."""
+ZERO_GRADS = jax.tree.map(lambda p: jnp.sin(2.0 * p) + 0.1, ZERO_PARAMS)
+
+
+def _zero1(tx, state, **options):
+    """ZeRO-1 in_shardings: parameters and gradients replicated, state sharded along its first axis."""
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+
+    def layout(x):
+        return sharded if np.ndim(x) and np.shape(x)[0] % 8 == 0 else replicated
+
+    tree = jax.tree.map(lambda _: replicated, ZERO_PARAMS)
+    in_shardings = (tree, jax.tree.map(layout, state), tree)
+    return jax.jit(lambda g, s, p: step(tx, g, s, p, **options), in_shardings=in_shardings)
+
+
+@pytest.mark.skipif(not kernels.available(), reason="kernels unavailable")
+@pytest.mark.parametrize("tx", [oc.adamw(0.1, weight_decay=0.1), oc.sgd(0.1, 0.9, nesterov=True)], ids=["adamw", "sgd"])
+def test_in_shardings_without_a_mesh_run_the_kernel_per_shard(tx):
+    state = tx.init(ZERO_PARAMS)
+    jitted = _zero1(tx, state)
+    compiled = jitted.lower(ZERO_GRADS, state, ZERO_PARAMS).compile().as_text()
+    calls = [line for line in compiled.splitlines() if 'custom_call_target="optcompose_' in line]
+    assert calls, "the kernel did not run"
+    assert all("f32[2,3]" in line and "f32[16,3]" not in line for line in calls)  # one device's shard of w
+    new_params, new_state = jitted(ZERO_GRADS, state, ZERO_PARAMS)
+    moments = [x for x in jax.tree.leaves(new_state) if np.ndim(x) and x.shape[0] % 8 == 0]
+    assert moments and all(not x.sharding.is_fully_replicated for x in moments)  # still sharded
+    _assert_trees((new_params, new_state), _general(tx)(ZERO_GRADS, tx.init(ZERO_PARAMS), ZERO_PARAMS), exact=False)
+
+
+@pytest.mark.skipif(not kernels.available(), reason="kernels unavailable")
+@pytest.mark.parametrize("name", ["lamb", "adamw_flat_state"])
+def test_in_shardings_without_a_mesh_refuse_kernels_that_need_whole_buffers(name):
+    from optcompose.speed._flat import flat_state
+
+    tx = oc.lamb(0.1) if name == "lamb" else flat_state(oc.adamw(0.1))
+    state = tx.init(ZERO_PARAMS)
+    with pytest.raises(Exception, match=r"cannot run per shard.*use_kernel=False"):
+        _zero1(tx, state).lower(ZERO_GRADS, state, ZERO_PARAMS).compile()
+    # The way out the message names: XLA's road, which keeps the state sharded.
+    new_params, new_state = _zero1(tx, state, use_kernel=False)(ZERO_GRADS, state, ZERO_PARAMS)
+    assert any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(new_state) if np.ndim(x))
+    _assert_trees((new_params, new_state), _general(tx)(ZERO_GRADS, state, ZERO_PARAMS), exact=False)
