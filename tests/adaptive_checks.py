@@ -203,6 +203,62 @@ def torch_runs(pairs: dict[str, tuple[Callable[[list[Any]], Any], Callable[[], A
     return _TORCH_RUNS[key]
 
 
+def torch_stepwise(
+    make_torch: Callable[[list[Any]], Any],
+    make_ours: Callable[[], Any],
+    present: dict[str, np.ndarray] | None = None,
+    torch_state: str | None = None,
+    ours_state: Callable[[Any], Any] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(ours, torch's, our state extra, torch's state extra) after each step on ``torch_problem``,
+    stepped one update at a time with the harness's gradients ``noise_t + 0.125 w_t``.
+
+    ``present[k][t]`` (bools shaped like the leaf) keeps those coordinates of the gradient and sets
+    the others to exactly 0; torch then gets ``grad.to_sparse()``, whose entries are the nonzero
+    ones. ``torch_state`` names a per-parameter entry of ``optimizer.state[p]`` and
+    ``ours_state(state)`` its twin (a dict like the params), recorded after every step.
+    """
+    import torch
+
+    params, noise = torch_problem()
+    steps = tr.STEPS
+    keep = present or {k: np.ones((steps, *np.shape(v)), bool) for k, v in params.items()}
+
+    tx = make_ours()
+    update = jax.jit(tx.update)
+    w, state = params, tx.init(params)
+    ours: dict[str, list[np.ndarray]] = {k: [] for k in params}
+    ours_extra: dict[str, list[np.ndarray]] = {k: [] for k in params}
+    for t in range(steps):
+        grads = {k: jnp.where(keep[k][t], noise[k][t] + tr.GRAD_PARAM_COUPLING * w[k], 0.0) for k in w}
+        updates, state = update(grads, state, w)
+        w = jax.tree.map(lambda p, u: p + u, w, updates)
+        for k in w:
+            ours[k].append(np.asarray(w[k]))
+            if ours_state is not None:
+                ours_extra[k].append(np.asarray(ours_state(state)[k]))
+
+    tensors = {k: torch.nn.Parameter(torch.from_numpy(np.array(v, np.float32))) for k, v in params.items()}
+    optimizer = make_torch(list(tensors.values()))
+    theirs: dict[str, list[np.ndarray]] = {k: [] for k in tensors}
+    theirs_extra: dict[str, list[np.ndarray]] = {k: [] for k in tensors}
+    for t in range(steps):
+        for k, p in tensors.items():
+            g = torch.from_numpy(np.array(noise[k][t], np.float32)) + tr.GRAD_PARAM_COUPLING * p.detach()
+            g = torch.where(torch.from_numpy(np.asarray(keep[k][t])), g, torch.zeros_like(g))
+            p.grad = g.to_sparse() if present is not None else g
+        optimizer.step()
+        for k, p in tensors.items():
+            theirs[k].append(p.detach().numpy().copy())
+            if torch_state is not None:
+                theirs_extra[k].append(optimizer.state[p][torch_state].numpy().copy())
+
+    def stack(d):
+        return {k: np.stack(v) for k, v in d.items() if v}
+
+    return stack(ours), stack(theirs), stack(ours_extra), stack(theirs_extra)
+
+
 def max_abs_difference(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> float:
     """max over leaves and steps of |ours - theirs| (the parameters are of order 1)."""
     return max(

@@ -123,6 +123,22 @@ def ref_adamax(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, deco
     return _per_leaf(lambda x: (_zeros(x), _zeros(x)), step)
 
 
+def ref_sparse_adam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """Lazy Adam (torch.optim.SparseAdam): coordinates with g = 0 keep m, v and w; the others take
+    Adam's step with eps added to sqrt(v) before the bias correction and t the global step count."""
+    b1, b2, eps = hp(b1), hp(b2), hp(eps)
+
+    def step(g, w, state, t, key, raw):
+        lr = _value(learning_rate, t - 1)
+        present = g != 0
+        m = np.where(present, b1 * _f64(state[0]) + (1 - b1) * g, _f64(state[0]))
+        v = np.where(present, b2 * _f64(state[1]) + (1 - b2) * g * g, _f64(state[1]))
+        direction = np.sqrt(1 - b2**t) / (1 - b1**t) * _divide(m, np.sqrt(v) + eps)
+        return np.where(present, -lr * direction, 0.0), (_store(m, raw), _store(v, raw))
+
+    return _per_leaf(lambda x: (_zeros(x), _zeros(x)), step)
+
+
 def ref_adabelief(learning_rate, b1=0.9, b2=0.999, eps=1e-16, eps_root=1e-16, nesterov=False):
     """Zhuang et al. 2020, Algorithm 2: s_t = b2 s + (1 - b2)(g - m_t)^2 + eps."""
     b1, b2, eps, eps_root = hp(b1), hp(b2), hp(eps), hp(eps_root)
@@ -399,6 +415,23 @@ def ref_optimistic_gradient_descent(learning_rate, alpha=1.0, beta=1.0) -> RefTr
     def step(g, w, previous, t, key, raw):
         previous = g if t == 1 else _f64(previous)
         return -_value(learning_rate, t - 1) * ((alpha + beta) * g - beta * previous), _store(g, raw)
+
+    return _per_leaf(_zeros, step)
+
+
+def ref_asgd(learning_rate=0.01, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0):
+    """Polyak & Juditsky 1992 as torch.optim.ASGD: with s = t - 1 earlier steps, eta = lr / (1 + lambd
+    lr s)^alpha, w -> w (1 - lambd eta) - eta (g + wd w); ax, the running average of the new w with
+    weight mu = 1 / max(1, s - t0) (ax = w while mu = 1), is the leaf state."""
+    lambd, alpha, t0, wd = hp(lambd), hp(alpha), hp(t0), hp(weight_decay)
+
+    def step(g, w, ax, t, key, raw):
+        lr = _value(learning_rate, t - 1)
+        eta = lr / (1 + lambd * lr * (t - 1)) ** alpha
+        mu = 1 / max(1.0, (t - 1) - t0)
+        new_w = w * (1 - lambd * eta) - eta * (g + wd * w)
+        ax = new_w if mu == 1 else _f64(ax) + mu * (new_w - _f64(ax))
+        return new_w - w, _store(ax, raw)
 
     return _per_leaf(_zeros, step)
 

@@ -14,6 +14,7 @@ from optcompose.optimizers._adaptive import optimistic_adam as optimistic_adam
 from optcompose.optimizers._adaptive import optimistic_adam_v2 as optimistic_adam_v2
 from optcompose.optimizers._adaptive import radam as radam
 from optcompose.optimizers._adaptive import sm3 as sm3
+from optcompose.optimizers._adaptive import sparse_adam as sparse_adam
 from optcompose.optimizers._adaptive import yogi as yogi
 from optcompose.optimizers._classic import adagrad as adagrad
 from optcompose.optimizers._classic import adam as adam
@@ -33,6 +34,7 @@ from optcompose.optimizers._preconditioned import scale_by_soap as scale_by_soap
 from optcompose.optimizers._preconditioned import shampoo as shampoo
 from optcompose.optimizers._preconditioned import shampoo_momentum as shampoo_momentum
 from optcompose.optimizers._preconditioned import soap as soap
+from optcompose.optimizers._sgd_variants import asgd as asgd
 from optcompose.optimizers._sgd_variants import fromage as fromage
 from optcompose.optimizers._sgd_variants import noisy_sgd as noisy_sgd
 from optcompose.optimizers._sgd_variants import optimistic_gradient_descent as optimistic_gradient_descent

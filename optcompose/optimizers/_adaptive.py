@@ -11,6 +11,7 @@ torch.optim equivalents (verified in ``tests/optimizers/test_adaptive.py``)::
     torch.optim.RAdam(lr, betas, eps)                               radam(lr, b1, b2, eps)
     torch.optim.Adamax(lr, betas, eps)                              adamax(lr, b1, b2, eps)
     torch.optim.Adadelta(lr, rho, eps, weight_decay)                adadelta(lr, rho, eps, weight_decay)
+    torch.optim.SparseAdam(lr, betas, eps)                          sparse_adam(lr, b1, b2, eps)   (not in Optax)
     torch.optim.Adafactor(lr, beta2_decay=-0.8, eps=(None, 1e-3), d, weight_decay)
         adafactor(lambda c: min(lr, 1 / sqrt(c + 1)), min_dim_size_to_factor=1, decay_rate=0.8,
                   clipping_threshold=d, weight_decay_rate=lr * weight_decay)
@@ -39,6 +40,7 @@ from optcompose.transforms._adam_variants import (
     scale_by_belief,
     scale_by_novograd,
     scale_by_radam,
+    scale_by_sparse_adam,
     scale_by_yogi,
 )
 from optcompose.transforms._adaptive import scale_by_adam
@@ -218,6 +220,36 @@ def adamaxw(
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
+
+
+def sparse_adam(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> GradientTransformation:
+    """Lazy Adam, ``torch.optim.SparseAdam``: only the coordinates with a nonzero gradient update
+    their moments and move::
+
+        for g_t[i] != 0:  m[i], v[i] as in Adam
+                          w[i] -> w[i] - lr * sqrt(1 - b2**t) / (1 - b1**t) * m[i] / (sqrt(v[i]) + eps)
+        for g_t[i] == 0:  m[i], v[i], w[i] unchanged
+
+    ``t`` counts every update (torch's per-parameter ``step``). Not in Optax; the arguments and
+    defaults are torch's (``betas=(b1, b2)``). Equal to ``torch.optim.SparseAdam(lr, betas, eps)``
+    fed ``dense_grad.to_sparse()``, whose stored entries are exactly the nonzero ones; torch
+    differs only for a sparse gradient that stores an explicit 0, which updates that coordinate
+    there and is absent here. See ``scale_by_sparse_adam`` (``eps`` sits where torch's SparseAdam
+    puts it, before the bias correction).
+
+    Args:
+      learning_rate: the step size, a number or a schedule.
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added to the root of the (uncorrected) second moment.
+
+    Returns:
+      ``chain(scale_by_sparse_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))``.
+    """
+    validate.non_negative("learning_rate", learning_rate)
+    return chain(scale_by_sparse_adam(b1=b1, b2=b2, eps=eps), scale_by_learning_rate(learning_rate))
 
 
 def amsgrad(

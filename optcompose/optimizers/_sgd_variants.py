@@ -1,4 +1,5 @@
-"""SGD variants of Optax: noisy SGD, Fromage, SGD with Polyak's step size, optimistic gradient descent."""
+"""SGD variants: Optax's noisy SGD, Fromage, SGD with Polyak's step size and optimistic gradient
+descent, and torch's averaged SGD (``torch.optim.ASGD``, not in Optax)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from optcompose import _validate as validate
 from optcompose._base import GradientTransformation, ScalarOrSchedule, chain
 from optcompose._hyperparams import rename_hyperparams
 from optcompose.optimizers._classic import sgd
+from optcompose.transforms._asgd import scale_by_asgd
+from optcompose.transforms._decay import add_decayed_weights
 from optcompose.transforms._scaling import scale_by_learning_rate
 from optcompose.transforms._step_rules import add_noise, fromage_step, scale_by_optimistic_gradient, scale_by_polyak
 from optcompose.transforms._trust_ratio import scale_by_trust_ratio
@@ -37,6 +40,52 @@ def noisy_sgd(
     """
     validate.non_negative("learning_rate", learning_rate)
     return chain(add_noise(eta, gamma, key, seed=seed), scale_by_learning_rate(learning_rate))
+
+
+def asgd(
+    learning_rate: ScalarOrSchedule = 0.01,
+    lambd: float = 1e-4,
+    alpha: float = 0.75,
+    t0: float = 1e6,
+    weight_decay: ScalarOrSchedule = 0.0,
+) -> GradientTransformation:
+    """Averaged SGD (Polyak & Juditsky 1992, "Acceleration of stochastic approximation by averaging"),
+    ``torch.optim.ASGD``::
+
+        g'    = g + weight_decay * w                            (L2, as torch)
+        eta_t = lr / (1 + lambd * lr * (t - 1))**alpha
+        mu_t  = 1 / max(1, t - 1 - t0)
+        w    -> w * (1 - lambd * eta_t) - eta_t * g'
+        ax   -> w  if mu_t == 1,  else  ax + mu_t (w - ax)          (the new w: a running average)
+
+    Train with the parameters; evaluate with ``asgd_averaged_params(state)``, torch's
+    ``optimizer.state[p]['ax']``. Not in Optax; the arguments and defaults are torch's, and the
+    numbers are ``torch.optim.ASGD(lr, lambd, alpha, t0, weight_decay)``'s step for step (torch
+    computes ``eta`` and ``mu`` after each step for the next one, from the new step count: the
+    ``t - 1`` above). With torch's default ``t0 = 1e6`` averaging starts after a million steps,
+    so ``ax`` is the current iterate before that. See ``scale_by_asgd`` for a learning-rate schedule
+    (``schedule(t - 1)`` here; torch's ``eta`` lags its LR scheduler by one step).
+
+    Args:
+      learning_rate: the base step size, a number or a schedule.
+      lambd: the decay term (>= 0): shrinks the parameters and decays ``eta``.
+      alpha: the power of the ``eta`` decay (>= 0).
+      t0: the number of updates after which averaging starts.
+      weight_decay: L2 decay added to the gradient (a number or a schedule).
+
+    Returns:
+      ``chain(add_decayed_weights(weight_decay), scale_by_asgd(learning_rate, lambd, alpha, t0))``;
+      ``update`` requires params.
+
+    Example::
+
+        tx = optcompose.asgd(0.01, t0=1000)
+        state = tx.init(params)
+        updates, state = tx.update(grads, state, params)
+        params = optcompose.apply_updates(params, updates)
+        eval_params = optcompose.asgd_averaged_params(state)
+    """
+    return chain(add_decayed_weights(weight_decay), scale_by_asgd(learning_rate, lambd, alpha, t0))
 
 
 def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> GradientTransformation:

@@ -27,6 +27,7 @@ from optcompose.transforms._adam_variants import scale_by_amsgrad as scale_by_am
 from optcompose.transforms._adam_variants import scale_by_belief as scale_by_belief
 from optcompose.transforms._adam_variants import scale_by_novograd as scale_by_novograd
 from optcompose.transforms._adam_variants import scale_by_radam as scale_by_radam
+from optcompose.transforms._adam_variants import scale_by_sparse_adam as scale_by_sparse_adam
 from optcompose.transforms._adam_variants import scale_by_yogi as scale_by_yogi
 from optcompose.transforms._adaptive import ScaleByAdamState as ScaleByAdamState
 from optcompose.transforms._adaptive import ScaleByRmsState as ScaleByRmsState
@@ -36,6 +37,9 @@ from optcompose.transforms._adaptive import scale_by_adam as scale_by_adam
 from optcompose.transforms._adaptive import scale_by_rms as scale_by_rms
 from optcompose.transforms._adaptive import scale_by_rss as scale_by_rss
 from optcompose.transforms._adaptive import scale_by_stddev as scale_by_stddev
+from optcompose.transforms._asgd import ScaleByAsgdState as ScaleByAsgdState
+from optcompose.transforms._asgd import asgd_averaged_params as asgd_averaged_params
+from optcompose.transforms._asgd import scale_by_asgd as scale_by_asgd
 from optcompose.transforms._cautious import CautiousState as CautiousState
 from optcompose.transforms._cautious import cautious as cautious
 from optcompose.transforms._clipping import ClipByGlobalNormState as ClipByGlobalNormState

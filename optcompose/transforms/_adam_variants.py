@@ -1,7 +1,8 @@
-"""Adam's relatives: RAdam, AMSGrad, Adamax, AdaBelief, Adan, Yogi, NovoGrad and Adadelta.
+"""Adam's relatives: RAdam, AMSGrad, Adamax, AdaBelief, Adan, Yogi, NovoGrad, Adadelta and sparse Adam.
 
 Each is Optax's transform of the same name, with Optax's state record (plus ``hyperparams``) and
-Optax's numbers; the arithmetic runs in float32 (or wider) whatever the storage dtype, and a
+Optax's numbers (sparse Adam, which Optax lacks, is ``torch.optim.SparseAdam``'s); the arithmetic
+runs in float32 (or wider) whatever the storage dtype, and a
 coordinate whose denominator is exactly 0 gets update 0 instead of NaN (``divide_by_root``).
 """
 
@@ -16,7 +17,7 @@ from optcompose import _validate as validate
 from optcompose._base import Updates
 from optcompose._hyperparams import Hyperparams
 from optcompose._leafwise import Leafwise, abs_sq, ema_step, leafwise
-from optcompose._numerics import bias_correction_factor
+from optcompose._numerics import bias_correction_factor, power
 from optcompose.transforms._adaptive import ScaleByAdamState, divide_by_root
 from optcompose.transforms._shaped import Shaped, StateView, shaped
 
@@ -229,6 +230,57 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Le
     _check_betas(b1=b1, b2=b2)
     _check_eps(eps=eps)
     return leafwise(_adamax, ScaleByAdamState, hyperparams={"b1": b1, "b2": b2, "eps": eps}, name="scale_by_adamax")
+
+
+# ----------------------------------------------------------------------------------------------
+# Sparse (lazy) Adam
+
+
+def _sparse_adam(g, mu, nu, *, hp, t):
+    present = g != 0
+    new_mu = ema_step(mu, g, hp.b1)
+    new_nu = ema_step(_real(nu), _real(abs_sq(g)), hp.b2)
+    step_size = jnp.sqrt(1.0 - power(hp.b2, t)) * bias_correction_factor(hp.b1, t)
+    u = step_size * divide_by_root(new_mu, new_nu, hp.eps, False)
+    return (
+        jnp.where(present, u, jnp.zeros_like(u)),
+        jnp.where(present, new_mu, mu),
+        jnp.where(present, new_nu, _real(nu)),
+    )
+
+
+def scale_by_sparse_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Leafwise:
+    """Lazy Adam, ``torch.optim.SparseAdam``'s scaling: only the coordinates present in the gradient
+    (here: nonzero) update their moments, and only they move::
+
+        for g_t[i] != 0:  m_t[i] = b1 m_{t-1}[i] + (1 - b1) g_t[i]
+                          v_t[i] = b2 v_{t-1}[i] + (1 - b2) |g_t[i]|^2
+                          u_t[i] = sqrt(1 - b2**t) / (1 - b1**t) * m_t[i] / (sqrt(v_t[i]) + eps)
+        for g_t[i] == 0:  m, v unchanged, u_t[i] = 0
+
+    ``t`` is the global step count (every update counts, whatever its coordinates), as torch's
+    per-parameter ``step``. ``eps`` is added to ``sqrt(v_t)`` before the bias correction, as in
+    torch's SparseAdam (Adam adds it after: here it acts as ``eps / sqrt(1 - b2**t)`` would in
+    ``scale_by_adam``).
+
+    Dense gradients stand for torch's sparse ones: a coordinate is present when its gradient is
+    nonzero, which is what ``dense.to_sparse()`` keeps. The one difference: an explicitly stored
+    zero in a torch sparse gradient (an index with value 0) updates that coordinate's moments
+    (they decay) and moves it, while here a zero is always absent. A NaN is present (it propagates).
+
+    Args:
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added to the root of the (uncorrected) second moment.
+
+    Returns:
+      A ``Leafwise`` transform with state ``ScaleByAdamState``.
+    """
+    _check_betas(b1=b1, b2=b2)
+    _check_eps(eps=eps)
+    return leafwise(
+        _sparse_adam, ScaleByAdamState, hyperparams={"b1": b1, "b2": b2, "eps": eps}, name="scale_by_sparse_adam"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

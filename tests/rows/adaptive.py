@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import warnings
 
+import jax
 import jax.numpy as jnp
+import numpy as np
+import reference as ref
 import reference_adaptive as ra
 import trajectory as tr
 from cases import Case
 
-from optcompose._base import chain
+from optcompose._base import chain, stateless
 from optcompose.optimizers import _adaptive as opt
 from optcompose.transforms import _adam_variants as av
 from optcompose.transforms import _factored as fa
@@ -49,6 +52,15 @@ def _quiet_optimistic_adam(module, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return module.optimistic_adam(*args, **kwargs)
+
+
+def _drop_small(updates, params):
+    """Exact zeros where |g| < 1 (about half the coordinates): sparse gradients for sparse_adam."""
+    return jax.tree.map(lambda g: jnp.where(jnp.abs(g) < 1.0, jnp.zeros_like(g), g), updates)
+
+
+def _ref_drop_small(g, w):
+    return np.where(np.abs(g) < 1.0, 0.0, g)
 
 
 ADAM = {"b1": B1, "b2": B2, "eps": 1e-3}
@@ -103,6 +115,13 @@ OPTIMIZER_ROWS = [
         lambda: ra.ref_adamax(LR, **ADAM, weight_decay=WD),
         low_precision=True,
         optax=lambda: _optax().adamaxw(LR, **ADAM, weight_decay=WD),
+    ),
+    # ---------------------------------------------------------------------------- sparse_adam
+    # torch.optim.SparseAdam (not in Optax), on gradients with exact zeros (absent coordinates).
+    Case(
+        "sparse_adam_sparse_gradients",
+        lambda: chain(stateless(_drop_small), opt.sparse_adam(LR, **ADAM)),
+        lambda: ref.ref_chain(ref.ref_stateless(_ref_drop_small), ra.ref_sparse_adam(LR, **ADAM)),
     ),
     # -------------------------------------------------------------------------------- amsgrad
     Case(

@@ -2,8 +2,9 @@
 their pieces (optcompose/transforms/_sign.py, _step_rules.py).
 
 References from the papers (reference_adaptive.py); decays ``1 - 2**-k`` so that the ``optax``
-twins hold the same float32 numbers. Rprop has no twin: Optax 0.2.8's ``scale_by_rprop`` returns
-the previous step's update (tests/optimizers/test_sign.py checks that exact relation instead).
+twins hold the same float32 numbers. ASGD (torch's, not in Optax) has no twin, nor has Rprop:
+Optax 0.2.8's ``scale_by_rprop`` returns the previous step's update (tests/optimizers/test_sign.py
+checks that exact relation instead).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def optax_descend(make):
 
 def lr_schedule(count):
     return 0.05 * 0.9**count
+
+
+def strict_lr_schedule(count):
+    """``lr_schedule`` with the count cast to float32 itself, so the row traces under strict promotion."""
+    return 0.05 * 0.9 ** jnp.asarray(count, jnp.float32)
 
 
 def loss_value(step):
@@ -125,6 +131,13 @@ OPTIMIZER_ROWS = [
         lambda: sv.optimistic_gradient_descent(LR, alpha=0.75, beta=0.5),
         lambda: ra.ref_optimistic_gradient_descent(LR, 0.75, 0.5),
         optax=lambda: _optax().optimistic_gradient_descent(LR, alpha=0.75, beta=0.5),
+    ),
+    # torch.optim.ASGD (not in Optax). lambd = 0.5 makes both the shrinkage and the decay of eta
+    # visible in 20 steps; the averaged parameters (state only) are checked in test_sgd_variants.py.
+    Case(
+        "asgd_schedule_weight_decay",
+        lambda: sv.asgd(strict_lr_schedule, lambd=0.5, alpha=0.75, t0=5, weight_decay=0.25),
+        lambda: ra.ref_asgd(strict_lr_schedule, 0.5, 0.75, 5, 0.25),
     ),
 ]
 

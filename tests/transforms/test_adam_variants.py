@@ -193,6 +193,7 @@ EDGE = {
     "yogi": lambda: av.scale_by_yogi(eps=0.0, initial_accumulator_value=0.0),
     "novograd": lambda: av.scale_by_novograd(eps=0.0),
     "adan": lambda: av.scale_by_adan(eps=0.0),
+    "sparse_adam": lambda: av.scale_by_sparse_adam(eps=0.0),
 }
 
 
@@ -219,11 +220,31 @@ def test_edge_gradients_give_finite_updates(scale):
         (lambda: av.scale_by_novograd(weight_decay=float("inf")), "weight_decay"),
         (lambda: av.scale_by_adadelta(rho=-0.1), "rho"),
         (lambda: av.scale_by_adadelta(eps="small"), "eps"),
+        (lambda: av.scale_by_sparse_adam(b1=1.0), "b1"),
+        (lambda: av.scale_by_sparse_adam(eps=-1e-8), "eps"),
     ],
 )
 def test_bad_arguments_are_named(build, argument):
     with pytest.raises((ValueError, TypeError), match=argument):
         build()
+
+
+def test_sparse_adam_is_lazy():
+    """A zero gradient leaves that coordinate's moments alone and gives update 0; a nonzero one takes
+    Adam's step with eps added to sqrt(v) before the correction and t the global step count."""
+    tx = av.scale_by_sparse_adam(b1=0.5, b2=0.75, eps=1e-3)
+    first, second = jnp.array([1.0, 2.0, -1.0]), jnp.array([0.0, 1.0, 0.0])
+    _, state = tx.update(first, tx.init(first))
+    updates, after = tx.update(second, state)
+    assert int(after.count) == 2
+    for moment in ("mu", "nu"):
+        before, now = np.asarray(getattr(state, moment)), np.asarray(getattr(after, moment))
+        np.testing.assert_array_equal(now[[0, 2]], before[[0, 2]])
+    assert float(updates[0]) == 0.0 and float(updates[2]) == 0.0
+    # Coordinate 1: m = 0.25 * 2 + 0.5 * 1 = 1, v = 0.75 * 0.25 * 4 + 0.25 * 1 = 1 at t = 2.
+    assert float(after.mu[1]) == 1.0 and float(after.nu[1]) == 1.0
+    expected = np.sqrt(1 - 0.75**2) / (1 - 0.5**2) / (1 + 1e-3)
+    assert float(updates[1]) == pytest.approx(expected, rel=1e-6)
 
 
 def test_errors_name_the_leaf():
