@@ -321,6 +321,22 @@ def test_benchmark_quick_run():
     assert all(r["step_ms"] > 0 and r["compile_s"] > 0 for r in libs.values())
 
 
+@pytest.mark.slow
+def test_every_optimizer_benchmark_quick_run():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "benchmarks"))
+    import bench_all_optimizers
+
+    names = bench_all_optimizers.optimizer_names()
+    assert {("", "adam"), ("", "nadamw"), ("contrib", "muon")} <= set(names)
+    assert not {n for _, n in names} & bench_all_optimizers.NOT_OPTIMIZERS
+    results = bench_all_optimizers.main(["--quick", "--only", "adamw,lion,lbfgs,cocob", "--steps", "1"])
+    assert set(results["optimizers"]) == {"adamw", "lion", "contrib.cocob"}  # cocob's state holds the params
+    assert set(results["skipped"]) == {"lbfgs"} and not results["failed"]
+    assert set(results["optimizers"]["adamw"]) == {"optcompose", "optax", "optcompose step"}
+    assert set(results["optimizers"]["lion"]) == {"optcompose", "optax"}  # no kernel pattern
+    assert all(r["step_ms"] > 0 for libs in results["optimizers"].values() for r in libs.values())
+
+
 # ----------------------------------------------------------------------------------------------
 # Differentiable, built only when it runs, sharded state stays sharded.
 
