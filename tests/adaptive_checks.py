@@ -7,8 +7,7 @@ once per session, and are compared at every step with their NumPy reference and 
 then in float64 under ``jax.enable_x64(True)`` (Optax's float64 arithmetic is exact to ~1e-15 per
 operation, so the trajectories agree to 1e-12) and on complex64 parameters; torch.optim runs on
 a matrix / vector / scalar / cube problem. The shared nested problem of trajectory.py (FrozenDict,
-nnx.State, a None leaf, bfloat16 / float16 leaves) is the cross-cutting tests' (``check_shared``,
-marked slow here).
+nnx.State, a None leaf, bfloat16 / float16 leaves) is the table's (tests/table/test_reference.py).
 """
 
 from __future__ import annotations
@@ -142,15 +141,6 @@ def check_eager(case: Any) -> None:
     params, noise = small_problem(_kind(case))
     [(trajectory, _)] = tr.run_many([case.make()], [(params, noise)], "eager", extra_args=[case.extra_args])
     tr.assert_trajectory_close(trajectory, tr.reference_trajectory(case.reference(), params, noise), label=case.name)
-
-
-def check_shared(table: list[Any], case: Any) -> None:
-    """``case`` on trajectory.py's nested problem: its reference, and its Optax twin (if any)."""
-    tr.check_case(case, "jit", table)
-    if case.optax is not None:
-        ours, _ = tr.result(table, case, "jit")
-        theirs, _ = tr.result(with_optax(table), case, "jit", side="optax")
-        tr.assert_trajectories_close(ours, theirs, label=f"{case.name} vs optax ")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,18 +12,6 @@ import pytest  # noqa: E402
 jax.config.update("jax_num_cpu_devices", 8)
 
 
-_TABLE_REPEATS = {
-    "test_rows_on_the_shared_problem",
-    "test_row_matches_reference_and_optax",
-    "test_rows_match_reference_and_optax",
-    "test_rows_match_reference_jit",
-    "test_rows_match_reference_eager",
-}
-"""Module tests that run a module's rows on the table's shared problem against their NumPy reference
-and Optax: tests/table/test_reference.py does exactly that for every row in CI, so
-these repeats (each compiling its module's rows again) run only with ``--exhaustive``."""
-
-
 def pytest_addoption(parser):
     parser.addoption(
         "--exhaustive",
@@ -36,9 +24,6 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     """Drops the ``exhaustive`` items unless ``--exhaustive``. (xdist runs each module on one worker,
     ``--dist loadfile``, so a module's shared programs compile once.)"""
-    for item in items:
-        if getattr(item, "originalname", item.name) in _TABLE_REPEATS and "/table/" not in item.nodeid:
-            item.add_marker(pytest.mark.exhaustive)
     if not config.getoption("--exhaustive"):
         dropped = [item for item in items if item.get_closest_marker("exhaustive")]
         if dropped:

@@ -56,13 +56,6 @@ def test_matches_optax(case):
     ac.check_optax(TABLE, case)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_rows_on_the_shared_problem(case):
-    """The nested problem of trajectory.py (FrozenDict, nnx.State, None, bfloat16 / float16 leaves)."""
-    ac.check_shared(TABLE, case)
-
-
 X64 = ac.rows("nadam", "radam", "adan_defaults")
 X64_MORE = ac.rows(
     "nadamw_mask", "adamax", "amsgrad_paper", "adabelief", "yogi", "novograd", "adadelta", "optimistic_adam_v2"

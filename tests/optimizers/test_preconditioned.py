@@ -40,17 +40,6 @@ def test_the_rows_are_there():
     assert len(ROWS) == 6
 
 
-@pytest.mark.parametrize("case", ROWS, ids=IDS)
-def test_rows_match_reference_jit(case):
-    tr.check_case(case, "jit", ROWS)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ROWS, ids=IDS)
-def test_rows_match_reference_eager(case):
-    tr.check_case(case, "eager")
-
-
 # ----------------------------------------------------------------------------------------------
 # A tree of our own: 4-D leaf, padded blocks, merged dimensions, a 1-D leaf of length 2.
 

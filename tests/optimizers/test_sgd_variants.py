@@ -39,13 +39,6 @@ def test_matches_optax(case):
     ac.check_optax(TABLE, case)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_rows_on_the_shared_problem(case):
-    """The nested problem of trajectory.py (FrozenDict, nnx.State, None, bfloat16 / float16 leaves)."""
-    ac.check_shared(TABLE, case)
-
-
 def test_asgd_averaged_params_match_the_reference():
     """The row's averaged parameters after 20 steps (averaging from step t0 + 2 = 7) against the
     reference's, which keeps ``ax`` as its leaf state."""

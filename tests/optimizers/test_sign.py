@@ -38,13 +38,6 @@ def test_matches_optax(case):
     ac.check_optax(TABLE, case)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_rows_on_the_shared_problem(case):
-    """The nested problem of trajectory.py (FrozenDict, nnx.State, None, bfloat16 / float16 leaves)."""
-    ac.check_shared(TABLE, case)
-
-
 X64 = ac.rows("signum_schedule", "lion")
 
 

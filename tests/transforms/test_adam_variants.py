@@ -46,13 +46,6 @@ def test_matches_optax(case):
     ac.check_optax(_table(case), case)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_rows_on_the_shared_problem(case):
-    """The nested problem of trajectory.py (FrozenDict, nnx.State, None, bfloat16 / float16 leaves)."""
-    ac.check_shared(TABLE, case)
-
-
 X64 = ac.rows("scale_by_adadelta")
 X64_MORE = ac.rows("scale_by_radam", "scale_by_adan", "scale_by_adamax", "scale_by_belief", "scale_by_yogi")
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import inspect
 
-import cases
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import trajectory as tr
 
 from optcompose._base import GradientTransformation, GradientTransformationExtraArgs, chain
 from optcompose._hyperparams import get_hyperparams, set_hyperparams
@@ -28,8 +26,6 @@ from optcompose.transforms._conditionality import (
     conditionally_transform,
 )
 
-ROWS = [cases.CASES_BY_NAME[n] for n in ("conditionally_mask_adam", "conditionally_transform_adam", "apply_every")]
-
 
 def test_signatures_and_states_match_optax():
     for ours, theirs in ((conditionally_mask, optax.conditionally_mask),
@@ -39,14 +35,6 @@ def test_signatures_and_states_match_optax():
     assert ConditionallyMaskState._fields == optax.ConditionallyMaskState._fields
     assert ConditionallyTransformState._fields == optax.ConditionallyTransformState._fields
     assert ApplyEvery._fields == (*optax.ApplyEvery._fields, "hyperparams")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ROWS, ids=[c.name for c in ROWS])
-def test_rows_match_reference_and_optax(case):
-    tr.check_case(case, "jit", ROWS)
-    mine, theirs = tr.result(ROWS, case, "jit")[0], tr.result(ROWS, case, "jit", side="optax")[0]
-    tr.assert_trajectories_close(mine, theirs, label=case.name)
 
 
 def _run(tx, grads, params, jit=True, **extra):

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import inspect
 
-import cases
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 import torch
-import trajectory as tr
 
 from optcompose._base import EmptyState, chain
 from optcompose.optimizers._classic import sgd
@@ -28,8 +26,6 @@ from optcompose.transforms._constraining import (
     zero_nans,
 )
 
-ROWS = [cases.CASES_BY_NAME[n] for n in ("centralize", "centralize_bf16", "zero_nans_adam", "keep_params_nonnegative")]
-
 
 def test_signatures_and_states_match_optax():
     for ours, theirs in ((centralize, optax.centralize), (zero_nans, optax.zero_nans),
@@ -37,16 +33,6 @@ def test_signatures_and_states_match_optax():
         assert inspect.signature(ours).parameters.keys() == inspect.signature(theirs).parameters.keys()
     assert ZeroNansState._fields == optax.ZeroNansState._fields
     assert NonNegativeParamsState is EmptyState
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ROWS, ids=[c.name for c in ROWS])
-def test_rows_match_reference_and_optax(case):
-    tr.check_case(case, "jit", ROWS)
-    if case.optax is not None:
-        with_optax = [c for c in ROWS if c.optax is not None]
-        mine, theirs = tr.result(with_optax, case, "jit")[0], tr.result(with_optax, case, "jit", side="optax")[0]
-        tr.assert_trajectories_close(mine, theirs, label=case.name)
 
 
 def test_zero_nans_matches_optax_and_torch_nan_to_num():

@@ -35,13 +35,6 @@ def test_matches_optax(case):
     ac.check_optax(TABLE, case)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_rows_on_the_shared_problem(case):
-    """The nested problem of trajectory.py (FrozenDict, nnx.State, None, bfloat16 / float16 leaves)."""
-    ac.check_shared(TABLE, case)
-
-
 def test_float64_matches_optax():
     """Block scalings agree to 1e-12; the factored rms to ~1e-6 (measured 8e-7), as Optax computes its
     decay ``1 - t**-0.8`` in float32 whatever the parameters' dtype."""

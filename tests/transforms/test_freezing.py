@@ -8,33 +8,22 @@ from __future__ import annotations
 
 import inspect
 
-import cases
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 import torch
-import trajectory as tr
 
 from optcompose.optimizers._classic import adam, sgd
 from optcompose.transforms._freezing import selective_transform
 from optcompose.transforms._partition import MaskedNode
-
-ROWS = [cases.CASES_BY_NAME["selective_transform_adam"]]
 
 
 def test_signature_matches_optax():
     a = inspect.signature(selective_transform).parameters
     b = inspect.signature(optax.selective_transform).parameters
     assert [(n, p.kind, p.default) for n, p in a.items()] == [(n, p.kind, p.default) for n, p in b.items()]
-
-
-@pytest.mark.slow
-def test_row_matches_reference_and_optax():
-    (case,) = ROWS
-    tr.check_case(case, "jit", ROWS)
-    tr.assert_trajectories_close(tr.result(ROWS, case, "jit")[0], tr.result(ROWS, case, "jit", side="optax")[0])
 
 
 PARAMS = {"a": jnp.ones(2), "b": {"c": jnp.full(3, 2.0), "d": jnp.zeros(1)}}

@@ -7,31 +7,20 @@ from __future__ import annotations
 
 import inspect
 
-import cases
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import trajectory as tr
 
 from optcompose._base import GradientTransformationExtraArgs, chain
 from optcompose._tree import NotFloatingError
 from optcompose.optimizers._classic import adam, sgd
 from optcompose.transforms._layouts import flatten
 
-ROWS = [cases.CASES_BY_NAME["flatten_adam"]]
-
 
 def test_signature_matches_optax():
     assert inspect.signature(flatten).parameters.keys() == inspect.signature(optax.flatten).parameters.keys()
-
-
-@pytest.mark.slow
-def test_row_matches_reference_and_optax():
-    (case,) = ROWS
-    tr.check_case(case, "jit", ROWS)
-    tr.assert_trajectories_close(tr.result(ROWS, case, "jit")[0], tr.result(ROWS, case, "jit", side="optax")[0])
 
 
 def test_flatten_matches_optax_and_the_unflattened_optimizer():

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import inspect
 
-import cases
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 import reference_wrappers as refw
-import trajectory as tr
 
 from optcompose.transforms._lbfgs import ScaleByLBFGSState, scale_by_lbfgs
 
-ROWS = [cases.CASES_BY_NAME[n] for n in ("scale_by_lbfgs", "scale_by_lbfgs_identity_init")]
 RNG = np.random.default_rng(0)
 
 
@@ -28,13 +25,6 @@ def test_signature_and_state_match_optax():
     a, b = inspect.signature(scale_by_lbfgs).parameters, inspect.signature(optax.scale_by_lbfgs).parameters
     assert [(n, p.kind, p.default) for n, p in a.items()] == [(n, p.kind, p.default) for n, p in b.items()]
     assert ScaleByLBFGSState._fields == optax.ScaleByLBFGSState._fields
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ROWS, ids=[c.name for c in ROWS])
-def test_rows_match_reference_and_optax(case):
-    tr.check_case(case, "jit", ROWS)
-    tr.assert_trajectories_close(tr.result(ROWS, case, "jit")[0], tr.result(ROWS, case, "jit", side="optax")[0])
 
 
 def _directions(tx, ws, gs):

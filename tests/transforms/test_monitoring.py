@@ -9,21 +9,17 @@ from __future__ import annotations
 import inspect
 import types
 
-import cases
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import trajectory as tr
 
 from optcompose._base import chain
 from optcompose._tree import global_norm
 from optcompose.optimizers._classic import sgd
 from optcompose.transforms._clipping import clip_by_global_norm
 from optcompose.transforms._monitoring import MonitorState, SnapshotState, measure_with_ema, monitor, snapshot
-
-ROWS = [cases.CASES_BY_NAME[n] for n in ("snapshot_adam", "monitor_adam")]
 
 
 def test_signatures_and_states_match_optax():
@@ -33,15 +29,6 @@ def test_signatures_and_states_match_optax():
         assert [(n, p.kind, p.default) for n, p in a.items()] == [(n, p.kind, p.default) for n, p in b.items()]
     assert SnapshotState._fields == optax.SnapshotState._fields
     assert MonitorState._fields == optax.MonitorState._fields
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ROWS, ids=[c.name for c in ROWS])
-def test_rows_match_reference_and_optax(case):
-    tr.check_case(case, "jit", ROWS)
-    if case.optax is not None:
-        mine, theirs = tr.result([case], case, "jit")[0], tr.result([case], case, "jit", side="optax")[0]
-        tr.assert_trajectories_close(mine, theirs, label=case.name)
 
 
 def _steps(tx, params, n, jit):

@@ -39,13 +39,6 @@ def test_matches_optax(case):
     ac.check_optax(_table(case), case)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_rows_on_the_shared_problem(case):
-    """The nested problem of trajectory.py (FrozenDict, nnx.State, None, bfloat16 / float16 leaves)."""
-    ac.check_shared(TABLE, case)
-
-
 def test_float64_matches_optax():
     table = ac.rows("scale_by_lion_smooth", "scale_by_lion_refined")
     for case in table:

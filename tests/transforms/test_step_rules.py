@@ -35,13 +35,6 @@ def test_matches_optax(case):
     ac.check_optax(TABLE, case)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_rows_on_the_shared_problem(case):
-    """The nested problem of trajectory.py (FrozenDict, nnx.State, None, bfloat16 / float16 leaves)."""
-    ac.check_shared(TABLE, case)
-
-
 def test_float64_matches_optax():
     table = ac.rows("normalize_by_update_norm", "scale_by_polyak", "scale_by_optimistic_gradient")
     for case in table:
