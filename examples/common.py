@@ -7,6 +7,7 @@ every example runs offline on a laptop CPU in under a minute.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import sys
@@ -109,20 +110,36 @@ class Trainer(NamedTuple):
     evaluate: Callable[[dict, np.ndarray, np.ndarray], tuple[jax.Array, jax.Array]]
 
 
+@functools.cache
+def _model_programs(model: nn.Module) -> tuple[Callable[..., dict], Callable[..., tuple]]:
+    """``(init_variables(key, sample), evaluate(variables, x, y))`` of one model, jitted once and
+    shared by every trainer of that model (Flax modules are hashable): an example that compares
+    several optimizers on one model compiles these once, not once per optimizer."""
+
+    @jax.jit  # one compiled program instead of hundreds of small eager ones
+    def init_variables(key, sample):
+        return dict(model.init(key, sample, train=False))
+
+    @jax.jit
+    def evaluate(variables, x, y):
+        logits = model.apply(variables, x, train=False)
+        return jnp.mean(jnp.argmax(logits, -1) == y), cross_entropy(logits, y)
+
+    return init_variables, evaluate
+
+
 def make_trainer(model: nn.Module, optimizer: oc.GradientTransformation, sample: np.ndarray) -> Trainer:
     """Builds ``init(seed)``, ``step(variables, opt_state, x, y)`` and ``evaluate(variables, x, y)``.
 
     ``step`` returns ``(variables, opt_state, loss, learning_rate_used)``; it compiles once and is
     reused for every step. ``evaluate`` returns ``(accuracy, mean loss)``.
     """
-
-    @jax.jit  # one compiled program instead of hundreds of small eager ones
-    def init_from_key(key):
-        variables = model.init(key, jnp.zeros_like(sample[:1]), train=False)
-        return dict(variables), optimizer.init(variables["params"])
+    init_variables, evaluate = _model_programs(model)
+    init_state = jax.jit(optimizer.init)
 
     def init(seed: int):
-        return init_from_key(init_key(seed))
+        variables = init_variables(init_key(seed), np.zeros_like(sample[:1]))
+        return variables, init_state(variables["params"])
 
     def loss(params, state, x, y):
         if state:
@@ -141,11 +158,6 @@ def make_trainer(model: nn.Module, optimizer: oc.GradientTransformation, sample:
         # transform is tx.update + apply_updates, with the same numbers.
         params, opt_state = oc.step(optimizer, grads, opt_state, params)
         return {"params": params, **state}, opt_state, value, lr
-
-    @jax.jit
-    def evaluate(variables, x, y):
-        logits = model.apply(variables, x, train=False)
-        return jnp.mean(jnp.argmax(logits, -1) == y), cross_entropy(logits, y)
 
     return Trainer(init, step, evaluate)
 

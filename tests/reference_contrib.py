@@ -104,6 +104,86 @@ def ref_muon(learning_rate, beta=0.95, eps=1e-8, weight_decay=0.0, nesterov=True
 
 
 # ----------------------------------------------------------------------------------------------
+# torch.optim.Muon (torch 2.9+): an EMA momentum without bias correction, X / max(||X||, eps).
+
+
+def _bfloat16(x: np.ndarray) -> np.ndarray:
+    """Round to bfloat16 (nearest, ties to even), kept in float64: torch stores its iterate so."""
+    import ml_dtypes
+
+    return np.asarray(x, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64)
+
+
+def newton_schulz_torch(x: np.ndarray, coeffs=MUON_COEFFS, steps: int = 5, eps: float = 1e-7,
+                        bfloat16: bool = False) -> np.ndarray:  # fmt: skip
+    """torch's ``_zeropower_via_newtonschulz`` on a torch ``(fan_out, fan_in)`` matrix ``x``.
+
+    Transposed when it has more rows than columns; ``X / max(||X||_F, eps)``, then ``steps`` times
+    ``X <- a X + (b A + c A A) X`` with ``A = X X^T`` (an ``(n, 3)`` table: one row per step, n steps).
+    ``bfloat16``: round the iterate where torch's bfloat16 tensors hold it (the cast, the norm, the
+    division, ``A``, ``b A + c A A`` and each new ``X``).
+    """
+    r = _bfloat16 if bfloat16 else (lambda y: y)
+    table = np.asarray(coeffs, np.float64)
+    rows = [tuple(hp(v) for v in row) for row in table] if table.ndim == 2 else [tuple(hp(v) for v in table)] * steps
+    x = r(_f64(x))
+    transposed = x.shape[0] > x.shape[1]
+    if transposed:
+        x = x.T
+    x = r(x / max(float(r(np.linalg.norm(x))), hp(eps)))
+    for a, b, c in rows:
+        gram = r(x @ x.T)
+        poly = r(b * gram + c * (gram @ gram))
+        x = r(a * x + poly @ x)
+    return x.T if transposed else x
+
+
+def ref_muon_torch(learning_rate, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=MUON_COEFFS,
+                   eps=1e-7, ns_steps=5, adjust_lr_fn=None, axes: Callable[[str, np.ndarray], Any] | None = None,
+                   bfloat16: bool = False) -> RefTransform:  # fmt: skip
+    """torch.optim.Muon on every leaf it is given (torch's ``muon`` step, per matrix)::
+
+        B <- B + (1 - mu) (g - B);  X = g + mu (B - g) (nesterov) or B;  O = NS(X)
+        w <- w (1 - lr wd) - lr adjust O,  adjust = sqrt(max(1, fan_out / fan_in)) (None / 'original')
+                                                    or 0.2 sqrt(max(fan_in, fan_out)) ('match_rms_adamw')
+
+    ``axes(path, leaf)``: ``(reduction axes, output axes)`` of a leaf (default ``((0,), (1,))``: a
+    Flax ``(fan_in, fan_out)`` kernel); any other axes are a batch of matrices. torch's matrix is
+    the ``(fan_out, fan_in)`` transpose. ``learning_rate`` may be a function of the step count.
+    """
+    mu, wd = hp(momentum), hp(weight_decay)
+
+    def matrices(x: np.ndarray, reduction, output):
+        batch = tuple(a for a in range(x.ndim) if a not in (*reduction, *output))
+        order = (*batch, *reduction, *output)
+        fan_in, fan_out = int(np.prod([x.shape[a] for a in reduction])), int(np.prod([x.shape[a] for a in output]))
+        stacked = np.transpose(x, order).reshape(-1, fan_in, fan_out)
+        back = lambda m: np.transpose(m.reshape([x.shape[a] for a in order]), np.argsort(order))
+        return stacked, back, fan_in, fan_out
+
+    def update(g, state, w):
+        t, buffers = state
+        lr = _value(learning_rate, t)
+        out, new = {}, {}
+        for k, gk in g.items():
+            g64 = _f64(gk)
+            buf = _f64(buffers[k]) + (1.0 - mu) * (g64 - _f64(buffers[k]))
+            new[k] = _store(buf, buffers[k])
+            x = g64 + mu * (buf - g64) if nesterov else buf
+            reduction, output = ((0,), (1,)) if axes is None else axes(k, w[k])
+            stacked, back, fan_in, fan_out = matrices(x, tuple(np.atleast_1d(reduction)), tuple(np.atleast_1d(output)))
+            ortho = np.stack([newton_schulz_torch(m.T, ns_coefficients, ns_steps, eps, bfloat16).T for m in stacked])
+            if adjust_lr_fn == "match_rms_adamw":
+                adjust = 0.2 * np.sqrt(max(fan_in, fan_out))
+            else:
+                adjust = np.sqrt(max(1.0, fan_out / fan_in))
+            out[k] = _store(-lr * (adjust * back(ortho) + wd * _f64(w[k])), gk)
+        return out, (t + 1, new)
+
+    return RefTransform(lambda w: (0, _zeros(w)), update)
+
+
+# ----------------------------------------------------------------------------------------------
 # Schedule-Free (Defazio et al. 2024).
 
 

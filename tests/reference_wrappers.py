@@ -260,3 +260,58 @@ def ref_backtracking_run(
         xs.append(x)
         etas.append(eta)
     return xs, etas
+
+
+# ----------------------------------------------------------------------------------------------
+# Step size on a plateau, with torch.optim.lr_scheduler.ReduceLROnPlateau's rules.
+
+
+def ref_reduce_lr_on_plateau(
+    value_fn: Callable[[int], float],
+    factor: float = 0.1,
+    patience: int = 10,
+    threshold: float = 1e-4,
+    threshold_mode: str = "rel",
+    cooldown: int = 0,
+    min_scale: float = 0.0,
+    mode: str = "min",
+    eps: float = 1e-8,
+) -> RefTransform:
+    """u_t -> s_t u_t, then one ``ReduceLROnPlateau.step(a_t)`` on s (torch's lr for lr=1), a_t = value_fn(t).
+
+    ``better``: a < best (1 - threshold) / a < best - threshold (min; rel / abs), a > best (1 +
+    threshold) / a > best + threshold (max). A bad call adds 1 to the count, a better one resets it
+    and sets best; in the cool-down the counter drops by 1 and bad calls do not count; more than
+    ``patience`` bad calls: s -> max(s factor, min_scale) unless that lowers s by at most eps, the
+    cool-down restarts and the count resets. best starts at +inf (min) or -inf (max).
+    """
+    factor, threshold, min_scale, eps = hp(factor), hp(threshold), hp(min_scale), hp(eps)
+
+    def better(a: float, best: float) -> bool:
+        if mode == "min":
+            return a < (best * (1.0 - threshold) if threshold_mode == "rel" else best - threshold)
+        return a > (best * (1.0 + threshold) if threshold_mode == "rel" else best + threshold)
+
+    def init(w):
+        return {"step": 0, "scale": 1.0, "best": np.inf if mode == "min" else -np.inf, "bad": 0, "cooldown": 0}
+
+    def update(g, st, w):
+        st = dict(st)
+        out = {k: _store(st["scale"] * _f64(x), x) for k, x in g.items()}  # the scale before this metric
+        a = float(np.float32(value_fn(st["step"])))
+        st["step"] += 1
+        if better(a, st["best"]):
+            st["best"], st["bad"] = a, 0
+        else:
+            st["bad"] += 1
+        if st["cooldown"] > 0:
+            st["cooldown"] -= 1
+            st["bad"] = 0
+        if st["bad"] > patience:
+            new = max(st["scale"] * factor, min_scale)
+            if st["scale"] - new > eps:
+                st["scale"] = new
+            st["cooldown"], st["bad"] = cooldown, 0
+        return out, st
+
+    return RefTransform(init, update)

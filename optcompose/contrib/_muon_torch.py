@@ -65,9 +65,14 @@ def _rounding(ns_dtype: Any) -> Callable[[jax.Array], jax.Array] | None:
     if ns_dtype is None or jnp.dtype(ns_dtype).itemsize >= 4:
         return None
     info = jnp.finfo(ns_dtype)
-    # reduce_precision is the rounding itself; a float32 -> bfloat16 -> float32 round trip may be
-    # folded away by XLA (excess precision), this is not.
-    return lambda x: jax.lax.reduce_precision(x, exponent_bits=info.nexp, mantissa_bits=info.nmant)
+
+    def rnd(x):
+        # reduce_precision is the rounding itself; a float32 -> bfloat16 -> float32 round trip may be
+        # folded away by XLA (excess precision), this is not. Complex: both parts, each rounded.
+        one = lambda y: jax.lax.reduce_precision(y, exponent_bits=info.nexp, mantissa_bits=info.nmant)  # noqa: E731
+        return jax.lax.complex(one(x.real), one(x.imag)) if jnp.iscomplexobj(x) else one(x)
+
+    return rnd
 
 
 def _orthogonalize(m: jax.Array, coeffs: jax.Array, steps: int, eps: jax.Array, rnd) -> jax.Array:
@@ -85,8 +90,8 @@ def _orthogonalize(m: jax.Array, coeffs: jax.Array, steps: int, eps: jax.Array, 
         row = coeffs[step] if table else coeffs
         if rnd is None:
             x = newton_schulz_iteration(x, row)
-        else:  # torch's two addmm calls, each rounded once: A = X X^T, B = b A + c A A, X = a X + B X
-            gram = r(x @ x.T)
+        else:  # torch's two addmm calls, each rounded once: A = X X^H, B = b A + c A A, X = a X + B X
+            gram = r(x @ jnp.conj(x).T)
             poly = r(row[1] * gram + row[2] * (gram @ gram))
             x = r(row[0] * x + poly @ x)
     return x.T if m.shape[1] <= m.shape[0] else x

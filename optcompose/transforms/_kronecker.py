@@ -22,6 +22,11 @@ eigenbases. This module holds what both need, as pure ``jax.numpy`` on static sh
   descending order, and SOAP's cheap refresh: one power-iteration step ``S Q`` on the columns
   sorted by their estimated eigenvalues ``diag(Q^H S Q)``, then a QR factorization.
 
+The decompositions (``eigh``, ``qr``) run one matrix per LAPACK call on CPU (``per_matrix``):
+jaxlib's CPU LAPACK kernels (0.10) split a batch over XLA's intra-op thread pool and block that
+thread until the pieces finish, so as many batched calls running at once as the pool has threads
+(two on a 2-core machine: two factors of one leaf, or two leaves) wait on each other forever.
+
 Complex tensors use conjugate transposes throughout, so every factor is Hermitian and a global
 phase of ``G`` leaves the factors unchanged. All matrix products run at ``Precision.HIGHEST``
 (float32 products on GPUs would otherwise use TF32). The routines work in the dtype they are
@@ -31,8 +36,8 @@ given; the callers widen to float32 (float64 for float64 parameters) first.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -195,6 +200,32 @@ def _hermitian(m: jax.Array) -> jax.Array:
     return 0.5 * (m + _adjoint(m))
 
 
+def per_matrix(fn: Callable[[jax.Array], Any], matrix: jax.Array) -> Any:
+    """``fn`` (a LAPACK routine of a batch ``(..., m, n)``) with one call per matrix on CPU.
+
+    jaxlib's CPU LAPACK kernels (jaxlib 0.10) cut a batch into chunks, schedule them on XLA's
+    intra-op pool and block the calling pool thread until they are done; when as many such calls
+    run concurrently as the pool has threads, every thread waits for chunks no thread is left to
+    run, and the program hangs (seen: Shampoo's ``L`` and ``R`` of one leaf, each a batch of blocks,
+    on a loaded 2-core machine). A call on a single matrix runs inline, so on CPU the batch goes
+    through ``lax.map`` (a loop, one matrix per call); other platforms keep the batched call.
+    """
+    batch = matrix.shape[:-2]
+    if math.prod(batch) <= 1:
+        return fn(matrix)
+
+    def one_at_a_time(m):
+        flat = m.reshape(-1, *m.shape[-2:])
+        out = jax.lax.map(fn, flat)
+        return jax.tree.map(lambda x: x.reshape(*batch, *x.shape[1:]), out)
+
+    return jax.lax.platform_dependent(matrix, cpu=one_at_a_time, default=fn)
+
+
+def _eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return tuple(per_matrix(jnp.linalg.eigh, _hermitian(matrix)))
+
+
 def inverse_root(matrix: jax.Array, p: int, eps: jax.Array, *, relative: bool = True) -> jax.Array:
     """``(S + d I)^(-1/p)`` of a batch of Hermitian PSD matrices, by ``eigh``.
 
@@ -202,7 +233,7 @@ def inverse_root(matrix: jax.Array, p: int, eps: jax.Array, *, relative: bool = 
     are clipped at 0 before damping and floored at the smallest normal number after, so the result
     is finite for any finite ``S``, zero included.
     """
-    values, vectors = jnp.linalg.eigh(_hermitian(matrix))
+    values, vectors = _eigh(matrix)
     values = jnp.maximum(values, 0.0)
     damping = eps * jnp.max(values, axis=-1, keepdims=True) if relative else eps
     floor = jnp.finfo(values.dtype).tiny
@@ -212,7 +243,7 @@ def inverse_root(matrix: jax.Array, p: int, eps: jax.Array, *, relative: bool = 
 
 def eigenbasis(matrix: jax.Array) -> jax.Array:
     """The eigenvectors of a batch of Hermitian matrices, as columns, eigenvalues descending."""
-    _, vectors = jnp.linalg.eigh(_hermitian(matrix))
+    _, vectors = _eigh(matrix)
     return vectors[..., ::-1]
 
 
@@ -228,5 +259,5 @@ def refresh_eigenbasis(matrix: jax.Array, basis: jax.Array) -> tuple[jax.Array, 
     estimate = jnp.real(jnp.sum(jnp.conj(basis) * product, axis=-2))
     order = jnp.argsort(-estimate, axis=-1, stable=True)
     power = jnp.take_along_axis(product, order[..., None, :], axis=-1)
-    q, _ = jnp.linalg.qr(power)
+    q = per_matrix(lambda m: jnp.linalg.qr(m)[0], power)
     return q, order

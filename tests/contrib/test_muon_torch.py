@@ -227,6 +227,24 @@ def test_batched_tensor_with_dimension_numbers_is_a_batch_of_matrices():
         np.testing.assert_allclose(u["x"][i], v["x"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("ns_dtype", [None, jnp.bfloat16])
+def test_complex_matrices_rotate_with_a_global_phase(ns_dtype):
+    """torch rejects complex parameters; ours take them (Gram matrices ``X X^H``; in bfloat16 both
+    parts of the iterate rounded), and a global phase of the gradients rotates the update alike."""
+    rng = np.random.default_rng(4)
+    g = jnp.asarray(rng.normal(size=(4, 6)) + 1j * rng.normal(size=(4, 6)), jnp.complex64)
+    tx = scale_by_orthogonalized_momentum(ns_dtype=ns_dtype)
+    u, _ = tx.update({"w": g}, tx.init({"w": g}))
+    rotated, _ = tx.update({"w": g * np.exp(0.7j)}, tx.init({"w": g}))
+    assert u["w"].dtype == jnp.complex64
+    # bfloat16: the rotated iterate rounds at other points; measured (seeds 0-4) at most 0.031, about
+    # 8 bfloat16 ulps of the largest entries (~0.7), against 1e-6 for the float32 iteration.
+    atol = 2e-6 if ns_dtype is None else 5e-2
+    np.testing.assert_allclose(rotated["w"], np.exp(0.7j) * np.asarray(u["w"]), atol=atol)
+    singular_values = np.linalg.svd(np.asarray(u["w"], np.complex128), compute_uv=False)
+    assert np.all((singular_values > 0.5) & (singular_values < 1.5))  # orthogonalized, roughly
+
+
 def test_bad_arguments_name_the_argument():
     for kwargs, match in [
         ({"adjust_lr_fn": "rms"}, "adjust_lr_fn"), ({"ns_steps": 100}, "ns_steps"), ({"momentum": 1.0}, "momentum"),

@@ -13,6 +13,14 @@ Optax twin is not (``g * g`` for ``|g|^2``, complex inner products, ``clip`` or 
 numbers): the table's complex-vs-Optax check cannot hold there. Those transforms are checked for
 phase equivariance on complex parameters in their module tests (``check_phase_equivariance``).
 ``split_real_and_imaginary`` is by design not phase-equivariant (it treats Re and Im as two reals).
+
+``muon_torch`` (torch.optim.Muon's rules) has no Optax twin (Optax's Muon bias-corrects its momentum
+and adds eps to the norm). Its float32 rows iterate Newton–Schulz in float32 (``ns_dtype=None``):
+torch's bfloat16 iterate flips by a bfloat16 ulp wherever two float32 accumulations straddle a
+rounding boundary, which a float64 reference cannot follow to float32 tolerance (that rounding is
+checked against torch itself in tests/contrib/test_muon_torch.py). The low-precision row keeps the
+bfloat16 iteration (the reference rounds at the same points) on a bfloat16 kernel, whose storage
+tolerance is a bfloat16 ulp.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from cases import Case
 
 from optcompose import contrib
 from optcompose._base import chain
-from optcompose.optimizers._classic import adam, sgd
+from optcompose.contrib import MuonDimensionNumbers
+from optcompose.contrib._muon_torch import muon_torch
+from optcompose.optimizers._classic import adam, adamw, sgd
 from optcompose.transforms._scaling import scale
 
 
@@ -78,6 +88,42 @@ ADEMAMIX = {"b3": 0.99, "alpha": 2.0, "weight_decay": 0.1}
 PRODIGY = {"estim_lr0": 1e-2, "weight_decay": 0.1}
 ROP = {"factor": 0.5, "patience": 2, "cooldown": 1, "accumulation_size": 2}
 SOPHIA = {"update_interval": 3, "gamma": 0.5}
+MUON_TORCH = {"weight_decay": 0.1, "momentum": 0.9}
+MUON_TORCH_TABLE = {"momentum": 0.8, "nesterov": False, "ns_coefficients": ((3.4445, -4.775, 2.0315), (2.0, -1.5, 0.5)),
+                    "ns_steps": 2, "eps": 1e-3, "adjust_lr_fn": "match_rms_adamw", "weight_decay": 0.05}  # fmt: skip
+OTHERS_ADAMW = {"b2": 0.99, "weight_decay": 0.1}
+
+
+def torch_layout_axes(path, leaf):
+    """(reduction, output) axes: the kernel as torch's ``(out, in)`` weight, the conv weight
+    ``(2, 3, 2)`` as a batch of two ``(3, 2)`` matrices; ``None`` (the other optimizer) elsewhere."""
+    if "kernel" in path:
+        return (1,), (0,)
+    if "conv" in path:
+        return (1,), (2,)
+    return None
+
+
+def torch_layout_dims(params):
+    def dims(path, leaf):
+        axes = torch_layout_axes(jax.tree_util.keystr(path), leaf)
+        return None if axes is None else MuonDimensionNumbers(*axes)
+
+    return jax.tree_util.tree_map_with_path(dims, params)
+
+
+def muon_or_others(names):
+    return lambda path, leaf: "muon" if names(path, leaf) else "others"
+
+
+def decaying_lr(count):
+    return 0.05 * 0.9 ** jnp.asarray(count, jnp.float32)
+
+
+def _decaying_lr_ref(count):
+    return 0.05 * 0.9**count
+
+
 oc = optax.contrib
 
 ROWS: list[Case] = [
@@ -89,6 +135,21 @@ ROWS: list[Case] = [
          optax=lambda: oc.muon(0.05, nesterov=False, adam_b2=0.99, consistent_rms=0.2)),
     # No Optax twin: Optax iterates Newton-Schulz in bfloat16, we in float32 (3 bfloat16 ulps apart).
     Case("muon_low_precision", lambda: contrib.muon(0.05, **MUON), lambda: rc.ref_muon(0.05, **MUON), True),
+    # torch.optim.Muon's rules: the kernel with Muon, the other leaves with AdamW / SGD.
+    Case("muon_torch", lambda: muon_torch(0.05, **MUON_TORCH, ns_dtype=None, others=adamw(0.05, **OTHERS_ADAMW)),
+         lambda: ref.ref_partition({"muon": rc.ref_muon_torch(0.05, **MUON_TORCH),
+                                    "others": ref.ref_adam(0.05, **OTHERS_ADAMW)},
+                                   muon_or_others(lambda path, leaf: leaf.ndim == 2))),
+    Case("muon_torch_batched_table_schedule",
+         lambda: muon_torch(decaying_lr, **MUON_TORCH_TABLE, ns_dtype=None, weight_dimension_numbers=torch_layout_dims,
+                            others=sgd(0.05)),
+         lambda: ref.ref_partition({"muon": rc.ref_muon_torch(_decaying_lr_ref, **MUON_TORCH_TABLE,
+                                                              axes=torch_layout_axes),
+                                    "others": ref.ref_sgd(0.05)}, muon_or_others(torch_layout_axes))),
+    Case("muon_torch_low_precision", lambda: muon_torch(0.05, **MUON_TORCH, others=adamw(0.05, **OTHERS_ADAMW)),
+         lambda: ref.ref_partition({"muon": rc.ref_muon_torch(0.05, **MUON_TORCH, bfloat16=True),
+                                    "others": ref.ref_adam(0.05, **OTHERS_ADAMW)},
+                                   muon_or_others(lambda path, leaf: leaf.ndim == 2)), True, complex_ok=False),
     # Schedule-Free
     Case("schedule_free_sgd", lambda: contrib.schedule_free_sgd(0.1, weight_decay=0.05),
          lambda: rc.ref_schedule_free_sgd(0.1, weight_decay=0.05),

@@ -1,6 +1,10 @@
 """Rows: the wrappers, clipping pieces, constraints and L-BFGS direction of the drop-in issue.
 
 Pieces that do not scale by a learning rate are followed by ``scale(-0.05)``; wrappers wrap Adam.
+``reduce_lr_on_plateau`` (torch's ReduceLROnPlateau rules) follows SGD and reads the metric
+``PLATEAU_METRIC[step]`` through ``extra_args``: within the 20 steps it improves, stalls below the
+threshold, reduces twice (each followed by a cool-down), hits the ``min_scale`` floor and then skips
+a reduction that would not lower the scale by more than eps.
 Not here (they do not fit a 20-step run on the shared tree's gradients): the line searches and
 ``lbfgs`` (they need ``value_fn``: tests/optimizers/test_lbfgs.py, tests/transforms/test_linesearch.py)
 and ``lookahead`` (its params are ``LookaheadParams``: tests/transforms/test_lookahead.py).
@@ -23,6 +27,7 @@ from optcompose.transforms._freezing import selective_transform
 from optcompose.transforms._layouts import flatten
 from optcompose.transforms._lbfgs import scale_by_lbfgs
 from optcompose.transforms._monitoring import measure_with_ema, monitor, snapshot
+from optcompose.transforms._plateau import reduce_lr_on_plateau
 from optcompose.transforms._scaling import scale
 
 LR = 0.05
@@ -65,6 +70,17 @@ def early(step):
 
 def _optax_norm(tree):
     return _optax().tree.norm(tree)
+
+
+PLATEAU = {"factor": 0.5, "patience": 2, "threshold": 0.05, "cooldown": 1, "min_scale": 0.2}
+PLATEAU_METRIC = (1.0, 0.8, 0.78, 0.77, 0.79, 0.75, *[0.74] * 7, 0.5, *[0.6] * 6)
+"""Per step, with PLATEAU: better at 0, 1, 5 (0.77 is not 5 % below 0.8), reductions after steps 4
+(scale 0.5) and 8 (0.25), a cool-down step after each, the floor after step 12 (0.2), better at 13,
+and after step 16 a reduction skipped (0.2 - max(0.1, 0.2) is not above eps)."""
+
+
+def plateau_metric(step):
+    return {"value": float(PLATEAU_METRIC[min(step, len(PLATEAU_METRIC) - 1)])}
 
 
 ROWS = [
@@ -159,5 +175,14 @@ ROWS = [
         lambda: ref_descend(refw.ref_scale_by_lbfgs(memory_size=5, scale_init_precond=False)),
         optax=optax_descend(lambda o: o.scale_by_lbfgs(memory_size=5, scale_init_precond=False)),
         complex_ok=False,
+    ),
+    Case(
+        "reduce_lr_on_plateau",
+        lambda: chain(sgd(0.1, momentum=0.5), reduce_lr_on_plateau(**PLATEAU)),
+        lambda: ref.ref_chain(
+            ref.ref_sgd(0.1, momentum=0.5),
+            refw.ref_reduce_lr_on_plateau(lambda t: plateau_metric(t)["value"], **PLATEAU),
+        ),
+        extra_args=plateau_metric,
     ),
 ]

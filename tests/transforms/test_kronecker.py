@@ -2,16 +2,23 @@
 
 Layouts (merging, blocking, which dimensions get a factor), blocks in and out (padding exact),
 Gram matrices per block, mode products, inverse roots (damped, finite on zero and rank-deficient
-factors), eigenbases (descending, orthonormal) and SOAP's power-step refresh, complex inputs.
+factors), eigenbases (descending, orthonormal) and SOAP's power-step refresh, complex inputs; on
+CPU every decomposition of Shampoo and SOAP is one LAPACK call per matrix (a batched call can hang:
+``per_matrix``).
 """
 
 from __future__ import annotations
 
+import math
+import re
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import assert_finite, assert_trees_close
 
+from optcompose.optimizers._preconditioned import shampoo, soap
 from optcompose.transforms._kronecker import (
     eigenbasis,
     factor_grams,
@@ -20,6 +27,7 @@ from optcompose.transforms._kronecker import (
     kronecker_layout,
     merge_dims,
     mode_product,
+    per_matrix,
     precondition,
     refresh_eigenbasis,
     to_blocks,
@@ -152,3 +160,45 @@ def test_complex_factors_are_hermitian_and_phase_invariant():
     root = inverse_root(grams[0], 4, jnp.asarray(1e-3, jnp.float32))
     assert root.dtype == jnp.complex64
     assert_finite(root)
+
+
+@pytest.mark.parametrize("batch", [(), (1,), (3,), (2, 3)])
+def test_per_matrix_equals_the_batched_call_bit_for_bit(batch):
+    a = RNG.normal(size=(*batch, 5, 5))
+    s = jnp.asarray(a @ np.swapaxes(a, -1, -2), jnp.float32)
+    for fn in (jnp.linalg.eigh, lambda m: jnp.linalg.qr(m)[0]):
+        mapped, batched = jax.jit(lambda m, fn=fn: per_matrix(fn, m))(s), jax.jit(fn)(s)
+        for x, y in zip(jax.tree.leaves(mapped), jax.tree.leaves(batched), strict=True):
+            assert x.shape == y.shape
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _lapack_calls(compiled_text):
+    """(target, result shape) of every LAPACK custom call of a compiled CPU program."""
+    pattern = re.compile(r"= \(?\w+\[([\d,]*)\][^\n]*custom-call\([^\n]*custom_call_target=\"(lapack_\w+)\"")
+    return [(target, tuple(int(d) for d in dims.split(",") if d)) for dims, target in pattern.findall(compiled_text)]
+
+
+@pytest.mark.parametrize("name", ["shampoo", "soap"])
+def test_cpu_decompositions_take_one_matrix_per_lapack_call(name):
+    """jaxlib's CPU LAPACK kernels (0.10) split a batch over XLA's intra-op pool and block the calling
+    pool thread until it is done: as many batched calls at once as the pool has threads (2 on a
+    2-core machine) wait on each other forever. examples/frontier.py --quick hung so under load (both
+    pool threads in ``lapack_ssyevd_ffi`` -> ``jax::ParallelBatchMap`` -> ``BlockingCounter::Wait``,
+    Shampoo's ``L`` and ``R`` of a leaf cut into blocks). So no call may see more than one matrix
+    (SOAP does not cut into blocks: its factors are ``(1, n, n)``)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the CPU program is the one checked")
+    params = {"w": jnp.ones((6, 4), jnp.float32), "conv": jnp.ones((3, 3, 2, 4), jnp.float32)}
+    tx = (
+        shampoo(0.1, block_size=2, start_preconditioning_step=0, preconditioning_compute_steps=2)
+        if name == "shampoo"
+        else soap(0.1, precondition_frequency=2)
+    )
+    state = tx.init(params)
+    text = jax.jit(tx.update).lower(params, state, params).compile().as_text()
+    calls = _lapack_calls(text)
+    expected = {"lapack_ssyevd_ffi"} | ({"lapack_sgeqrf_ffi", "lapack_sorgqr_ffi"} if name == "soap" else set())
+    assert {target for target, _ in calls} == expected, calls
+    batched = [(target, shape) for target, shape in calls if math.prod(shape[:-2]) > 1]
+    assert not batched, f"batched LAPACK calls on CPU (they can deadlock XLA's thread pool): {batched}"
