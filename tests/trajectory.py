@@ -365,6 +365,10 @@ def _current_test() -> str:
     return current.split("[")[0].split("@")[0]
 
 
+SMALL_SELECTION = 40
+"""A test selecting at most this many rows compiles its own program instead of the shared one."""
+
+
 def batch(cases: list[Any], case: Any) -> list[Any]:
     """The rows to compile together with ``case``. A test that runs only sampled rows compiles only
     those (its own selection); a test over the whole table shares one program with every other such
@@ -372,7 +376,10 @@ def batch(cases: list[Any], case: Any) -> list[Any]:
     import cases as table
 
     own = table.SELECTED_BY_TEST.get(_current_test())
-    pool = own if own is not None and own <= table.SAMPLE else table.SELECTED
+    # A test of a few rows (the sample, a module's rows) compiles only those: sharing the whole
+    # table's program would compile all of it in that test's worker.
+    small = own is not None and (own <= table.SAMPLE or len(own) <= SMALL_SELECTION)
+    pool = own if small else table.SELECTED
     if pool and case.name in pool:
         return [c for c in cases if c.name in pool]
     return cases
