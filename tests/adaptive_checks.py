@@ -101,6 +101,24 @@ def run_table(table: list[Any], side: str = "make", kind: str | None = None) -> 
     return _RUNS[key]
 
 
+def module_tests(table: list[Any]) -> tuple[Callable, Callable]:
+    """A module's two small-problem tests of ``table``: ``test_matches_reference`` (every row) and
+    ``test_matches_optax`` (the rows with an Optax twin). Assign them to those names in the module."""
+    import pytest
+
+    twins = with_optax(table)
+
+    @pytest.mark.parametrize("case", table, ids=[row.name for row in table])
+    def test_matches_reference(case):
+        check_reference(table, case)
+
+    @pytest.mark.parametrize("case", twins, ids=[row.name for row in twins])
+    def test_matches_optax(case):
+        check_optax(table, case)
+
+    return test_matches_reference, test_matches_optax
+
+
 def check_reference(table: list[Any], case: Any) -> None:
     """``case`` against its NumPy reference at every step (jitted with the rest of ``table``)."""
     params, noise = small_problem(_kind(case))

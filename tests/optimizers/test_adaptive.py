@@ -42,18 +42,9 @@ from optcompose.transforms._decay import add_decayed_weights
 torch = pytest.importorskip("torch")
 
 TABLE = ac.rows(*(row.name for row in ac.adaptive.OPTIMIZER_ROWS))
-TWINS = ac.with_optax(TABLE)
-ids = [row.name for row in TABLE]
 
 
-@pytest.mark.parametrize("case", TABLE, ids=ids)
-def test_matches_reference(case):
-    ac.check_reference(TABLE, case)
-
-
-@pytest.mark.parametrize("case", TWINS, ids=[row.name for row in TWINS])
-def test_matches_optax(case):
-    ac.check_optax(TABLE, case)
+test_matches_reference, test_matches_optax = ac.module_tests(TABLE)
 
 
 X64 = ac.rows("nadam", "radam", "adan_defaults")

@@ -26,17 +26,9 @@ TABLE = ac.rows(
     "noisy_sgd", "fromage", "fromage_schedule", "polyak_sgd", "polyak_sgd_plus_schedule", "optimistic_gradient_descent",
     "asgd_schedule_weight_decay",
 )  # fmt: skip
-TWINS = ac.with_optax(TABLE)
 
 
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_matches_reference(case):
-    ac.check_reference(TABLE, case)
-
-
-@pytest.mark.parametrize("case", TWINS, ids=[row.name for row in TWINS])
-def test_matches_optax(case):
-    ac.check_optax(TABLE, case)
+test_matches_reference, test_matches_optax = ac.module_tests(TABLE)
 
 
 def test_asgd_averaged_params_match_the_reference():

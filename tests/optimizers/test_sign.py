@@ -25,17 +25,9 @@ from optcompose.optimizers import _sign as so
 torch = pytest.importorskip("torch")
 
 TABLE = ac.rows("sign_sgd", "signum_schedule", "signum_low_precision", "lion", "lion_bf16_mu_low_precision", "rprop")
-TWINS = ac.with_optax(TABLE)
 
 
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_matches_reference(case):
-    ac.check_reference(TABLE, case)
-
-
-@pytest.mark.parametrize("case", TWINS, ids=[row.name for row in TWINS])
-def test_matches_optax(case):
-    ac.check_optax(TABLE, case)
+test_matches_reference, test_matches_optax = ac.module_tests(TABLE)
 
 
 X64 = ac.rows("signum_schedule", "lion")

@@ -22,17 +22,9 @@ TABLE = ac.rows(
     "scale_by_factored_rms", "scale_by_sm3", "scale_by_param_block_norm", "scale_by_param_block_rms",
     "clip_by_block_rms",
 )  # fmt: skip
-TWINS = ac.with_optax(TABLE)
 
 
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_matches_reference(case):
-    ac.check_reference(TABLE, case)
-
-
-@pytest.mark.parametrize("case", TWINS, ids=[row.name for row in TWINS])
-def test_matches_optax(case):
-    ac.check_optax(TABLE, case)
+test_matches_reference, test_matches_optax = ac.module_tests(TABLE)
 
 
 def test_float64_matches_optax():

@@ -22,17 +22,9 @@ from optcompose.transforms import _step_rules as sr
 TABLE = ac.rows(
     "add_noise_low_precision", "normalize_by_update_norm", "scale_by_polyak", "scale_by_optimistic_gradient"
 )
-TWINS = ac.with_optax(TABLE)
 
 
-@pytest.mark.parametrize("case", TABLE, ids=[row.name for row in TABLE])
-def test_matches_reference(case):
-    ac.check_reference(TABLE, case)
-
-
-@pytest.mark.parametrize("case", TWINS, ids=[row.name for row in TWINS])
-def test_matches_optax(case):
-    ac.check_optax(TABLE, case)
+test_matches_reference, test_matches_optax = ac.module_tests(TABLE)
 
 
 def test_float64_matches_optax():
