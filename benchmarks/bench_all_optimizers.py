@@ -5,9 +5,10 @@ learning rate first, plus ``nadam``/``nadamw``), both are built with ``learning_
 otherwise their defaults, which are the same. Each library's step is ``tx.update`` then
 ``apply_updates`` under ``jax.jit`` with parameters and state donated, as in a training loop; for
 optcompose also ``optcompose.step`` where a one-pass kernel applies (``kernel_applies``). The
-steps run interleaved (every runner a few steps, then the next, round after round), so machine
-noise hits both libraries alike; the table gives the median step time, the ratio to Optax, and the
-compile time of each.
+steps run interleaved (every runner a few steps, then the next, round after round, who goes
+first alternating), so machine noise hits both libraries alike; the table gives the median step
+time, the ratio to Optax, the compile time of each, and XLA's count of the bytes each step reads
+and writes per parameter.
 
     python benchmarks/bench_all_optimizers.py                 # mini GPT (2 blocks, d=256): 28 leaves, 2.7M params
     python benchmarks/bench_all_optimizers.py --case resnet   # ResNet-50 layout at width 16: 161 leaves, 2.0M
@@ -89,6 +90,16 @@ def optimizer_names() -> list[tuple[str, str]]:
     return found
 
 
+def bytes_per_param(compiled: Any, params: Any) -> float:
+    """XLA's estimate of the memory one call reads and writes (``cost_analysis()["bytes accessed"]``),
+    per parameter: deterministic, unlike a time, so tests can hold it (a stored-and-reread
+    intermediate costs 8 bytes per parameter)."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list | tuple) else analysis
+    n = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    return float(analysis.get("bytes accessed", float("nan"))) / max(1, n)
+
+
 class Runner:
     """One compiled, donated step of one optimizer; ``run()`` does ``steps`` steps and records each."""
 
@@ -109,6 +120,7 @@ class Runner:
         start = time.perf_counter()
         self.compiled = jax.jit(one, donate_argnums=(0, 1)).lower(self.params, self.state, grads).compile()
         self.compile_s = time.perf_counter() - start
+        self.bytes_per_param = bytes_per_param(self.compiled, params)
         self.times: list[float] = []
         self.run(1, record=False)  # warm-up
 
@@ -179,9 +191,12 @@ def main(argv: list[str] | None = None) -> dict:
             failed[label] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
         print(f"compiled {label}", file=sys.stderr, flush=True)
 
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for group in runners.values():
-            for runner in group:
+            # Who goes first alternates from round to round: the first runner after another
+            # optimizer's group meets colder caches, and that must not favour either library.
+            shift = round_ % len(group)
+            for runner in group[shift:] + group[:shift]:
                 runner.run(args.steps)
 
     results = {
@@ -190,7 +205,10 @@ def main(argv: list[str] | None = None) -> dict:
         "params": n_params,
         "rounds": rounds,
         "optimizers": {
-            label: {r.label: {"step_ms": r.median_ms, "compile_s": r.compile_s} for r in group}
+            label: {
+                r.label: {"step_ms": r.median_ms, "compile_s": r.compile_s, "bytes_per_param": r.bytes_per_param}
+                for r in group
+            }
             for label, group in runners.items()
         },
         "skipped": skipped,
@@ -212,7 +230,7 @@ def format_results(results: dict) -> str:
         f"{results['case']}: {results['leaves']} leaves, {results['params'] / 1e6:.2f}M params, "
         f"{results['rounds']} interleaved rounds; {jax.default_backend()}, jax {jax.__version__}",
         f"{'optimizer':<28}{'optcompose ms':>15}{'optax ms':>10}{'ratio':>8}{'step ms':>9}{'step ratio':>11}"
-        f"{'compile s (ours/optax)':>24}",
+        f"{'compile s (ours/optax)':>24}{'bytes/param (ours/optax)':>26}",
     ]
     ratios = []
     for label, libs in results["optimizers"].items():
@@ -223,7 +241,8 @@ def format_results(results: dict) -> str:
         step_cols = f"{kernel['step_ms']:>9.2f}{kernel['step_ms'] / theirs['step_ms']:>10.2f}x" if kernel else " " * 20
         lines.append(
             f"{label:<28}{ours['step_ms']:>15.2f}{theirs['step_ms']:>10.2f}{ratio:>7.2f}x{step_cols}"
-            f"{ours['compile_s']:>13.2f} / {theirs['compile_s']:.2f}"
+            f"{ours['compile_s']:>13.2f} / {theirs['compile_s']:<8.2f}"
+            f"{ours['bytes_per_param']:>13.1f} / {theirs['bytes_per_param']:.1f}"
         )
     if ratios:
         geo = float(np.exp(np.mean(np.log(ratios))))

@@ -54,27 +54,39 @@ def tree_squared_norm(x: Any, dtype: Any = jnp.float32) -> jax.Array:
     return total
 
 
-def tree_norm(x: Any, dtype: Any = jnp.float32) -> jax.Array:
-    """The global l2 norm in ``dtype``, finite for any finite entries (1e30 or 1e-30 included).
+def tree_norm(x: Any, dtype: Any = jnp.float32, *, minus: Any = None) -> jax.Array:
+    """The global l2 norm of ``x`` (of ``x - minus`` when given) in ``dtype``, finite for any finite
+    entries (1e30 or 1e-30 included).
 
     ``sqrt(sum |x|^2)`` when that sum neither overflows nor underflows, else ``m * sqrt(sum |x / m|^2)``
-    with ``m`` the largest magnitude (the same rule as ``optcompose._tree.global_norm``).
+    with ``m`` the largest magnitude: the rule of ``optcompose._tree.global_norm``, whose
+    ``lax.cond`` runs the rescaled pass only when needed, so the usual case reads ``x`` once.
+    ``minus`` (a tree of ``x``'s structure) gives the norm of the difference without storing it:
+    the difference is formed inside each reduction (``||x_t - x_0||`` in DoG reads both trees once).
     """
     values = leaves(x)
-    squared = tree_squared_norm(x, dtype)
+    if minus is not None:
+        tree_lib.check_same_structure((x, minus), ("x", "minus"))
+        values = [a - b for a, b in zip(values, leaves(minus), strict=True)]
+    squared = jnp.zeros((), dtype)
+    for a in values:
+        squared = squared + jnp.sum(jnp.real(a * jnp.conj(a))).astype(squared.dtype)
     if not values:
         return jnp.sqrt(squared)
-    largest = jnp.zeros((), dtype)
-    for a in values:
-        largest = jnp.maximum(largest, jnp.max(jnp.abs(a), initial=0).astype(dtype))
-    usable = jnp.isfinite(largest) & (largest > 0)
-    divisor = jnp.where(usable, largest, jnp.ones((), dtype))
-    rescaled = jnp.zeros((), dtype)
-    for a in values:
-        b = jnp.abs(a).astype(dtype) / divisor
-        rescaled = rescaled + jnp.sum(b * b)
-    plain_ok = jnp.isfinite(squared) & (squared > 1e-30)
-    return jnp.where(plain_ok, jnp.sqrt(squared), jnp.where(usable, largest * jnp.sqrt(rescaled), largest))
+    plain_ok = jnp.isfinite(squared) & (squared > tree_lib._SQUARE_UNDERFLOW)
+    operands = (leaves(x), None if minus is None else leaves(minus))
+    return jax.lax.cond(plain_ok, _plain_norm, _rescaled_norm, operands, squared)
+
+
+def _plain_norm(operands: Any, squared: jax.Array) -> jax.Array:
+    del operands
+    return jnp.sqrt(squared)
+
+
+def _rescaled_norm(operands: Any, squared: jax.Array) -> jax.Array:
+    xs, ys = operands
+    values = xs if ys is None else [a - b for a, b in zip(xs, ys, strict=True)]
+    return tree_lib._rescaled_norm([jnp.abs(a) if jnp.iscomplexobj(a) else a for a in values], squared)
 
 
 def tree_l1(x: Any, dtype: Any = jnp.float32) -> jax.Array:

@@ -85,7 +85,7 @@ def scale_by_dog(init_step: tuple[str, jax.typing.ArrayLike], eps: jax.typing.Ar
         if params is None:
             raise ValueError(NO_PARAMS.format(name="dog"))
         dtype = jnp.result_type(state.max_dist)
-        max_dist = jnp.maximum(state.max_dist, tree_norm(_difference(params, state.init_params), dtype))
+        max_dist = jnp.maximum(state.max_dist, tree_norm(params, dtype, minus=state.init_params))
         total = state.sum_sq_norm_grads + tree_squared_norm(updates, dtype)
         eta = max_dist / jnp.sqrt(total + state.hyperparams["eps"].astype(dtype))
         if kind == "learning_rate":

@@ -539,10 +539,16 @@ class ScaleByAdaDeltaState(NamedTuple):
 
 def _adadelta(g, e_g, e_x, *, hp):
     e_g = ema_step(_real(e_g), _real(abs_sq(g)), hp.rho)
-    numerator = jnp.sqrt(_real(e_x) + hp.eps)
-    denominator = jnp.sqrt(e_g + hp.eps)
-    u = jnp.where(denominator > 0, numerator / jnp.where(denominator > 0, denominator, 1.0) * g, 0.0)
-    e_x = ema_step(_real(e_x), _real(abs_sq(u)), hp.rho)
+    held = _real(e_x) + hp.eps
+    denominator = e_g + hp.eps
+    usable = denominator > 0
+    safe = jnp.where(usable, denominator, 1.0)
+    u = jnp.where(usable, jnp.sqrt(held) / jnp.sqrt(safe) * g, 0.0)
+    # |dx|^2 = |g|^2 (E[dx^2] + eps) / (E[g^2] + eps), written without u: the three outputs then
+    # share no expensive intermediate (a root or a quotient with several users), so XLA computes
+    # each in its own pass over the inputs instead of storing and rereading intermediates
+    # (84 -> 68 bytes per parameter for adadelta's update + apply; Optax's is 68).
+    e_x = ema_step(_real(e_x), jnp.where(usable, _real(abs_sq(g)) * held / safe, 0.0), hp.rho)
     return u, e_g, e_x
 
 
