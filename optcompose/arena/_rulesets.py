@@ -77,8 +77,11 @@ name         update                                           defaults          
 Library optimizers
 ------------------
 
-Every name of :data:`LIBRARY_CANDIDATES` that ``optcompose`` has (``getattr(oc, name, None)``)
-joins as ``oc.<name>``, run as shipped: a constant learning rate, its own defaults. Its search
+Every name of :data:`LIBRARY_CANDIDATES` that ``optcompose`` has (at the top level, in
+``optcompose.contrib``, or composed of library pieces: ``cautious_adamw`` is
+``oc.cautious(oc.adamw(...))``) joins as ``oc.<name>``, run as shipped: a constant learning rate,
+its own defaults; Schedule-Free ones are evaluated at their average ``x``
+(``schedule_free_eval_params``), not at the point their gradients are taken. Its search
 space is derived from its signature: ``learning_rate`` (log-uniform; the range of its family in
 :data:`LEARNING_RATE_RANGES`, else ``[1e-4, 1]``) and, where the signature has them with a
 numeric default, ``b1``, ``b2``, ``decay``, ``momentum`` (one-minus-log-uniform) and
@@ -297,6 +300,8 @@ class Submission:
     baseline: bool = False
     source: str | None = None
     """How to find it again by name (``resolve_submissions``), for worker processes; ``None`` if it cannot be."""
+    eval_params: Callable[[Any, Any], Any] | None = None
+    """``(state, params) -> params`` to evaluate at, where that is not the training point (Schedule-Free)."""
 
     def build(self, config: Mapping[str, Any], total_steps: int) -> Any:
         """The transform for one trial: ``make_opt(**config)``, plus ``total_steps`` if it takes it."""
@@ -476,18 +481,84 @@ LIBRARY_CANDIDATES = (
     "sm3",
     "fromage",
     "signum",
-    "sophia",
-    "prodigy",
-    "schedule_free_adamw",
-    "schedule_free_sgd",
-    "muon",
+    # Beyond the classics: optcompose's frontier optimizers, then optcompose.contrib's.
+    "mars",
+    "laprop",
+    "cautious_adamw",
+    "cautious_lion",
     "shampoo",
     "soap",
+    "muon",
+    "adopt",
+    "ademamix",
+    "simplified_ademamix",
+    "madgrad",
+    "acprop",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
+    # Learning-rate free (their learning_rate is a multiplier of 1): the self-tuning ruleset's field.
+    "prodigy",
+    "dadapt_adamw",
+    "dog",
+    "dowg",
+    "cocob",
 )
-"""Optimizer names the arena looks for in ``optcompose``; the ones that exist join the arena."""
+"""Optimizer names the arena looks for in ``optcompose``, then ``optcompose.contrib`` (and in
+:data:`COMPOSED`); the ones that exist join the arena. Left out, as they need more than
+gradients to step: ``sophia`` (a Hessian estimate from the loss), ``polyak_sgd``, ``momo``,
+``momo_adam`` (the loss value), ``lbfgs`` (a line search on the loss), ``dpsgd`` (per-example
+gradients)."""
+
+
+def _cautious(base: Callable) -> Callable:
+    """``cautious(base(...))`` with ``base``'s signature (so its search space is derived the same way)."""
+
+    def make(*args, **kwargs):
+        return oc.cautious(base(*args, **kwargs))
+
+    make.__signature__ = inspect.signature(base)  # type: ignore[attr-defined]
+    make.__doc__ = f"cautious({base.__name__}(...)): Liang et al. 2024's masked update on {base.__name__}"
+    return make
+
+
+COMPOSED: dict[str, Callable[[], Callable]] = {
+    "cautious_adamw": lambda: _cautious(oc.adamw),
+    "cautious_lion": lambda: _cautious(oc.lion),
+}
+"""Candidates made from library pieces (built lazily: the library may lack a piece)."""
+
+def _schedule_free_eval_params() -> Callable:
+    from optcompose.contrib import schedule_free_eval_params
+
+    return schedule_free_eval_params
+
+
+EVAL_PARAMS: dict[str, Callable[[], Callable]] = {
+    "schedule_free_adamw": _schedule_free_eval_params,
+    "schedule_free_sgd": _schedule_free_eval_params,
+}
+"""Candidates evaluated somewhere other than at their training parameters (Schedule-Free: at ``x``)."""
+
+
+def _find_candidate(name: str) -> Callable | None:
+    if name in COMPOSED:
+        try:
+            return COMPOSED[name]()
+        except AttributeError:  # pragma: no cover - a library without the piece
+            return None
+    import optcompose.contrib
+
+    for where in (oc, optcompose.contrib):
+        fn = getattr(where, name, None)
+        if callable(fn):
+            return fn
+    return None
+
 
 LEARNING_RATE_RANGES = {
-    **dict.fromkeys(("sgd", "lars", "adagrad", "signum", "schedule_free_sgd", "fromage"), (1e-3, 1.0)),
+    **dict.fromkeys(("sgd", "lars", "adagrad", "signum", "schedule_free_sgd", "fromage", "madgrad"), (1e-3, 1.0)),
+    # Learning-rate free: the learning rate multiplies an estimated step size (1 is the method).
+    **dict.fromkeys(("prodigy", "dadapt_adamw", "dog", "dowg", "cocob"), (0.1, 10.0)),
     **dict.fromkeys(
         (
             "adam",
@@ -506,10 +577,18 @@ LEARNING_RATE_RANGES = {
             "adafactor",
             "soap",
             "shampoo",
+            "mars",
+            "laprop",
+            "cautious_adamw",
+            "adopt",
+            "ademamix",
+            "simplified_ademamix",
+            "acprop",
         ),
         (1e-4, 1e-1),
     ),
     "lion": (1e-5, 1e-2),
+    "cautious_lion": (1e-5, 1e-2),
     "muon": (1e-3, 1e-1),
 }
 LEARNING_RATE_DEFAULTS = {
@@ -525,7 +604,7 @@ LEARNING_RATE_DEFAULTS = {
     "adadelta": 1.0,
     "lion": 1e-4,
 }
-_SGD_LIKE = ("sgd", "lars", "adagrad", "signum", "schedule_free_sgd", "fromage")
+_SGD_LIKE = ("sgd", "lars", "adagrad", "signum", "schedule_free_sgd", "fromage", "madgrad")
 
 
 def _library_space(name: str, fn: Callable) -> dict[str, Distribution]:
@@ -564,12 +643,14 @@ def _library_submission(name: str, fn: Callable) -> Submission:
             if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
         ]
     )
+    eval_params = EVAL_PARAMS.get(name)
     return Submission(
         f"oc.{name}",
         make_opt,
         _library_space(name, fn),
         defaults,
         description=f"optcompose.{name} as shipped (constant learning rate)",
+        eval_params=None if eval_params is None else eval_params(),
     )
 
 
@@ -577,8 +658,8 @@ def library_submissions() -> dict[str, Submission]:
     """``oc.<name>`` for every name of :data:`LIBRARY_CANDIDATES` that optcompose has."""
     found = {}
     for name in LIBRARY_CANDIDATES:
-        fn = getattr(oc, name, None)
-        if callable(fn):
+        fn = _find_candidate(name)
+        if fn is not None:
             try:
                 found[f"oc.{name}"] = _library_submission(name, fn)
             except (TypeError, ValueError):  # pragma: no cover - a signature we cannot read

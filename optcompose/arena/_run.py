@@ -63,7 +63,15 @@ def _from_callable(fn: Callable, name: str | None = None, module: Any = None) ->
         defaults = {}
     name = getattr(fn, "arena_name", None) or name or getattr(fn, "__name__", "custom")
     doc = inspect.getdoc(fn) or ""
-    return rs.Submission(str(name), fn, dict(space or {}), dict(defaults), description=doc.split("\n")[0])
+    eval_params = getattr(fn, "eval_params", None)
+    return rs.Submission(
+        str(name),
+        fn,
+        dict(space or {}),
+        dict(defaults),
+        description=doc.split("\n")[0],
+        eval_params=eval_params if callable(eval_params) else None,
+    )
 
 
 def load_submission(spec: str) -> rs.Submission:
@@ -72,7 +80,9 @@ def load_submission(spec: str) -> rs.Submission:
     The function maps hyperparameters (keywords) to a ``GradientTransformation``. Its search space
     for the tuned ruleset is ``function.search_space`` if set, else the file's module-level
     ``SEARCH_SPACE`` dict; without either, ``tuned`` runs it at its defaults. ``function.defaults``
-    (a dict) overrides its signature defaults; ``function.arena_name`` names it on the leaderboard.
+    (a dict) overrides its signature defaults; ``function.arena_name`` names it on the leaderboard;
+    ``function.eval_params`` (``(state, params) -> params``) is the point evaluated, where that is
+    not the training parameters (as Schedule-Free's average).
     """
     if ":" not in spec:
         raise ValueError(f"a custom optimizer is given as 'file.py:function' or 'module:function', got {spec!r}")
@@ -320,7 +330,13 @@ def run_pair(
     flat = [(config, seed) for seed, study in zip(seeds, configs, strict=True) for config in study]
     owner = [i for i, study in enumerate(configs) for _ in study]
     one_each = all(len(study) == 1 for study in configs)
-    common = dict(eval_every=eval_every, target=target, compiler_options=compiler_options, cache_key=submission.name)
+    common = dict(
+        eval_every=eval_every,
+        target=target,
+        compiler_options=compiler_options,
+        cache_key=submission.name,
+        eval_params=submission.eval_params,
+    )
     try:
         if one_each:
             sweep = sw.run_trials(workload, submission.build, flat, steps, mode="loop", progress=progress, **common)

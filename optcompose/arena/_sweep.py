@@ -181,22 +181,43 @@ def _chunk_fn(workload: wl.Workload, opt: Any) -> Callable:
 _EVALS: dict[tuple, Any] = {}
 
 
-def _eval_program(workload: wl.Workload, params: Any, data: Any, batched: bool, options: Mapping | None) -> Any:
-    """The validation metric as its own program, compiled once per workload and trial count.
+def _eval_program(
+    workload: wl.Workload,
+    params: Any,
+    state: Any,
+    data: Any,
+    batched: bool,
+    options: Mapping | None,
+    eval_params: Callable[[Any, Any], Any] | None = None,
+) -> Callable[[Any, Any, Any], Any]:
+    """The validation metric as its own program ``(params, state, data) -> valid``, compiled once
+    per workload and trial count (and per state layout where ``eval_params`` reads the state).
 
     Kept out of the training program so that every optimizer's program is smaller (compiles faster)
     and so that timed chunks exclude evaluation, as AlgoPerf's untimed evaluations.
+    ``eval_params(state, params)`` is the point to evaluate at, for optimizers whose training
+    parameters are not it (Schedule-Free evaluates at its average ``x``, trains at ``y``).
     """
     leaves = jax.tree.leaves(params)
     key = (workload, batched, str(jax.tree.structure(params)), tuple(np.shape(x) for x in leaves), _freeze(options))
+    if eval_params is not None:  # the program then reads the state: one per state layout
+        key += (eval_params, _structure_digest(state))
     if key not in _EVALS:
-        fn = lambda p, d: workload.evaluate(p, d)["valid"]
+        if eval_params is None:
+            fn = lambda p, d: workload.evaluate(p, d)["valid"]
+            args, axes = (params, data), (0, None)
+        else:
+            fn = lambda p, s, d: workload.evaluate(eval_params(s, p), d)["valid"]
+            args, axes = (params, state, data), (0, 0, None)
         if batched:
-            fn = jax.vmap(fn, in_axes=(0, None))
+            fn = jax.vmap(fn, in_axes=axes)
         if len(_EVALS) >= _PROGRAM_CACHE_SIZE:
             _EVALS.pop(next(iter(_EVALS)))
-        _EVALS[key] = _compile(fn, (params, data), options).compiled
-    return _EVALS[key]
+        _EVALS[key] = _compile(fn, args, options).compiled
+    compiled = _EVALS[key]
+    if eval_params is None:
+        return lambda p, s, d: compiled(p, d)
+    return compiled
 
 
 def _freeze(options: Mapping | None) -> tuple:
@@ -364,6 +385,7 @@ def run_trials(
     progress: Callable[[int], None] | None = None,
     compiler_options: Mapping[str, Any] | None = None,
     cache_key: Any = None,
+    eval_params: Callable[[Any, Any], Any] | None = None,
 ) -> SweepResult:
     """Runs ``trials`` (pairs of hyperparameter configuration and seed) of one optimizer on a workload.
 
@@ -372,6 +394,8 @@ def run_trials(
     ``steps_to_target``; ``stop_at_target`` ends a ``"loop"`` trial at its first evaluation at
     the target (a timed replay). ``progress`` is called with the number of steps each chunk ran.
     ``cache_key`` (any hashable naming the optimizer) lets later calls reuse compiled programs.
+    ``eval_params(state, params)``: the point evaluated (and kept in ``params``) instead of the
+    training parameters (Schedule-Free's ``schedule_free_eval_params``).
     """
     if mode not in ("vmap", "loop", "recompile"):
         raise ValueError(f"mode must be 'vmap', 'loop' or 'recompile', got {mode!r}")
@@ -434,7 +458,7 @@ def run_trials(
             sweep.compile_s += program.compile_s
             sweep.compile_spent_s += 0.0 if cached else program.compile_s
             sweep.programs += 1
-            evaluate = _eval_program(workload, params, data, True, compiler_options)
+            evaluate = _eval_program(workload, params, state, data, True, compiler_options, eval_params)
             _run_batched(program, evaluate, members, params, state, seed_of)
         else:
             args = (head.params, head.state, chunk_draws(seed_of[0], 0), data)
@@ -445,7 +469,7 @@ def run_trials(
             sweep.compile_s += program.compile_s
             sweep.compile_spent_s += 0.0 if cached else program.compile_s
             sweep.programs += 1
-            evaluate = _eval_program(workload, head.params, data, False, compiler_options)
+            evaluate = _eval_program(workload, head.params, head.state, data, False, compiler_options, eval_params)
             for m in members:
                 _run_single(program, evaluate, m)
 
@@ -457,7 +481,7 @@ def run_trials(
         for c in range(n_chunks):
             batch = _stack([chunk_draws(s, c) for s in seed_of])
             params, state, loss = program.compiled(params, state, batch, data)
-            loss, valid = np.asarray(loss, np.float64), np.asarray(evaluate(params, data), np.float64)
+            loss, valid = np.asarray(loss, np.float64), np.asarray(evaluate(params, state, data), np.float64)
             for j, m in enumerate(members):
                 r = results[m.index]
                 finite = bool(np.isfinite(loss[j]) and np.isfinite(valid[j]))
@@ -475,7 +499,8 @@ def run_trials(
         sweep.run_s += time.perf_counter() - start
         compiles_in_runs += compile_count() - before
         if keep_params:
-            for j, p in enumerate(_unstack(params, len(members))):
+            kept = params if eval_params is None else jax.vmap(eval_params)(state, params)
+            for j, p in enumerate(_unstack(kept, len(members))):
                 results[members[j].index].params = p
 
     def _run_single(program, evaluate, m: _Prepared) -> None:
@@ -490,7 +515,7 @@ def run_trials(
                 params, state, loss = program.compiled(params, state, draw, data)
                 loss = float(loss)
                 r.chunk_s.append(time.perf_counter() - start)
-                valid = float(evaluate(params, data))
+                valid = float(evaluate(params, state, data))
                 finite = bool(np.isfinite(loss) and np.isfinite(valid))
                 r.diverged = r.diverged or not finite
                 r.steps.append((c + 1) * eval_every)
@@ -509,7 +534,7 @@ def run_trials(
             sweep.run_s += r.run_s
             compiles_in_runs += compile_count() - before
         if keep_params and r.error is None:
-            r.params = params
+            r.params = params if eval_params is None else eval_params(state, params)
 
     for members in groups.values():
         batched = mode == "vmap"

@@ -125,3 +125,23 @@ def test_library_discovery_picks_up_new_optimizers(monkeypatch):
     assert lion_entry.search_space["learning_rate"] == rs.LogUniform(1e-5, 1e-2)
     assert lion_entry.default_config() == {"learning_rate": 1e-4, "b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}
     assert "oc.lion" in rs.all_submissions()
+
+
+def test_frontier_contrib_and_composed_optimizers_join():
+    found = rs.library_submissions()
+    # Frontier (top level), contrib, composed and learning-rate-free ones are all found.
+    assert {"oc.mars", "oc.laprop", "oc.shampoo", "oc.soap", "oc.muon", "oc.schedule_free_adamw", "oc.prodigy"} <= set(
+        found
+    )
+    assert not {"oc.sophia", "oc.polyak_sgd", "oc.momo", "oc.lbfgs", "oc.dpsgd"} & set(found)  # need the loss
+    cautious = found["oc.cautious_adamw"]
+    assert set(cautious.search_space) == {"learning_rate", "b1", "b2", "weight_decay"}
+    tx = cautious.build({"learning_rate": 0.1}, 10)
+    assert isinstance(tx.init({"w": jnp.zeros(2)}), oc.transforms.CautiousState)
+    # The cautious mask zeroes the components whose update disagrees with the gradient's sign.
+    params = {"w": jnp.zeros(2)}
+    state = tx.init(params)
+    updates, _ = tx.update({"w": jnp.array([1.0, -2.0])}, state, params)
+    assert np.all(np.sign(np.asarray(updates["w"])) == [-1.0, 1.0])
+    assert found["oc.prodigy"].default_config()["learning_rate"] == 1.0
+    assert found["oc.schedule_free_adamw"].eval_params is not None and found["oc.adamw"].eval_params is None

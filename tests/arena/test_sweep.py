@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import optcompose as oc
+import optcompose.contrib
 from optcompose.arena import _rulesets as rs
 from optcompose.arena import _sweep as sw
 from optcompose.arena import _workloads as wl
@@ -108,3 +109,41 @@ def test_sweep_speedup_reports_all_three_ways():
     assert out["recompile"]["compiles"] >= 3 > out["vmap"]["compiles"] - 1
     assert set(out["vmap"]["speedup_vs"]) == {"vmap", "loop", "recompile"}
     assert out["max_abs_diff"] is not None and out["max_abs_diff"] < 1e-3
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+def test_eval_params_choose_the_point_evaluated_and_kept(mode):
+    sub = rs.BASELINES["NAdamW"]
+    trials = _trials(sub, 2, seeds=(0,))
+    at_origin = lambda state, params: jax.tree.map(lambda x: 0.0 * x, params)  # noqa: E731
+    swept = sw.run_trials(RAVINE, sub.build, trials, 20, mode=mode, compiler_options=FAST, eval_params=at_origin)
+    data = wl.device_data(RAVINE)
+    origin = float(RAVINE.evaluate(jax.numpy.zeros(2), data)["valid"])
+    for trial in swept.trials:
+        assert trial.error is None
+        np.testing.assert_allclose(trial.valid, [origin, origin], rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(trial.params), 0.0)
+    plain = sw.run_trials(RAVINE, sub.build, trials, 20, mode=mode, compiler_options=FAST)
+    assert all(abs(t.valid[-1] - origin) > 1e-3 for t in plain.trials)
+
+
+def test_schedule_free_is_scored_at_its_average():
+    sub = rs.library_submissions()["oc.schedule_free_sgd"]
+    trial = [({"learning_rate": 3e-4}, 0)]
+    scored = sw.run_trials(
+        RAVINE, sub.build, trial, 20, mode="loop", compiler_options=FAST, eval_params=sub.eval_params
+    )
+    train_point = sw.run_trials(RAVINE, sub.build, trial, 20, mode="loop", compiler_options=FAST)
+    # Rerun by hand: x = (y - (1 - b1) z) / b1 from the final state is what was kept and scored.
+    opt = sub.build({"learning_rate": 3e-4}, 20)
+    params, draws = wl.initial_params(RAVINE, 0), wl.step_draws(RAVINE, 0, 20)
+    state, data = opt.init(params), wl.device_data(RAVINE)
+    for t in range(20):
+        grads = jax.grad(RAVINE.loss)(params, data, jax.tree.map(lambda x, t=t: x[t], draws))
+        updates, state = opt.update(grads, state, params)
+        params = oc.apply_updates(params, updates)
+    x = oc.contrib.schedule_free_eval_params(state, params)
+    assert np.all(np.isfinite(np.asarray(x))) and np.isfinite(scored.trials[0].valid).all()
+    np.testing.assert_allclose(np.asarray(scored.trials[0].params), np.asarray(x), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(train_point.trials[0].params), np.asarray(params), rtol=1e-4, atol=1e-6)
+    assert np.abs(np.asarray(x) - np.asarray(params)).max() > 1e-4  # the two points differ

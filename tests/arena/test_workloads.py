@@ -69,13 +69,18 @@ def test_noisy_quadratic_spectrum_and_excess():
     eig = np.sort(np.linalg.eigvalsh(h.astype(np.float64)))
     assert np.all(eig[:90] >= -1e-4) and np.all(eig[:90] <= 1 + 1e-4)
     assert np.all(eig[90:] >= 30 - 1e-3) and np.all(eig[90:] <= 60 + 1e-3)
+    star = wl.quadratic_minimum()
+    assert np.abs(star).mean() > 0.5  # the minimum is off the origin
     theta = np.random.default_rng(0).normal(size=100).astype(np.float32)
-    data = {"hessian": jnp.asarray(h)}
-    assert float(wl.quadratic_excess(jnp.asarray(theta), data)) == pytest.approx(0.5 * theta @ h @ theta, rel=1e-4)
+    data = {"hessian": jnp.asarray(h), "minimum": jnp.asarray(star)}
+    d = (theta - star).astype(np.float64)
+    assert float(wl.quadratic_excess(jnp.asarray(theta), data)) == pytest.approx(0.5 * d @ h @ d, rel=1e-4)
+    assert float(wl.quadratic_excess(jnp.asarray(star), data)) == pytest.approx(0.0, abs=1e-6)
+    assert float(wl.quadratic_excess(jnp.zeros(100), data)) > 1.0  # shrinking to zero is far from optimal
     # The minibatch loss is unbiased: averaged over many noise draws it is the excess plus tr(H) / 2.
     x = np.random.default_rng(1).normal(size=(20000, 100)).astype(np.float32)
     mean = float(wl.quadratic_loss(jnp.asarray(theta), data, jnp.asarray(x)))
-    assert mean == pytest.approx(0.5 * theta @ h @ theta + 0.5 * np.trace(h), rel=0.02)
+    assert mean == pytest.approx(0.5 * d @ h @ d + 0.5 * np.trace(h), rel=0.02)
 
 
 def test_matrix_completion_exact_factorisation_scores_zero():
