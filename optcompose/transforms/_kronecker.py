@@ -35,12 +35,14 @@ given; the callers widen to float32 (float64 for float64 parameters) first.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -207,19 +209,59 @@ def per_matrix(fn: Callable[[jax.Array], Any], matrix: jax.Array) -> Any:
     intra-op pool and block the calling pool thread until they are done; when as many such calls
     run concurrently as the pool has threads, every thread waits for chunks no thread is left to
     run, and the program hangs (seen: Shampoo's ``L`` and ``R`` of one leaf, each a batch of blocks,
-    on a loaded 2-core machine). A call on a single matrix runs inline, so on CPU the batch goes
-    through ``lax.map`` (a loop, one matrix per call); other platforms keep the batched call.
+    on a loaded 2-core machine; and every single-matrix call turned into a batch by ``jax.vmap``
+    over trials in the arena's sweeps). A call on a single matrix runs inline, so on CPU the batch
+    goes through ``lax.map`` (a loop, one matrix per call), and ``jax.vmap`` of this function adds
+    its axis to that loop instead of to the LAPACK call (a ``custom_vmap`` rule); other platforms
+    keep the batched call. Forward- and reverse-mode derivatives are ``fn``'s own (a
+    ``custom_jvp`` whose rule differentiates the loop); only a ``vmap`` of a derivative batches
+    the LAPACK call again.
     """
+    return _one_matrix_per_call(fn)(matrix)
+
+
+def _loop_on_cpu(fn: Callable[[jax.Array], Any], matrix: jax.Array) -> Any:
     batch = matrix.shape[:-2]
     if math.prod(batch) <= 1:
         return fn(matrix)
 
     def one_at_a_time(m):
-        flat = m.reshape(-1, *m.shape[-2:])
-        out = jax.lax.map(fn, flat)
+        out = jax.lax.map(fn, m.reshape(-1, *m.shape[-2:]))
         return jax.tree.map(lambda x: x.reshape(*batch, *x.shape[1:]), out)
 
     return jax.lax.platform_dependent(matrix, cpu=one_at_a_time, default=fn)
+
+
+@functools.cache
+def _one_matrix_per_call(fn: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
+    @custom_vmap
+    def looped(matrix):
+        return _loop_on_cpu(fn, matrix)
+
+    @looped.def_vmap
+    def _batched(axis_size, in_batched, matrix):
+        del axis_size
+        (batched,) = in_batched
+        if not batched:
+            out = looped(matrix)
+            return out, jax.tree.map(lambda _: False, out)
+        # The vmapped axis goes first (custom_vmap's convention); fold it into the loop's batch.
+        out = looped(matrix)
+        return out, jax.tree.map(lambda _: True, out)
+
+    @jax.custom_jvp
+    def differentiable(matrix):
+        return looped(matrix)
+
+    @differentiable.defjvp
+    def _jvp(primals, tangents):
+        return jax.jvp(functools.partial(_loop_on_cpu, fn), primals, tangents)
+
+    return differentiable
+
+
+def _q_factor(matrix: jax.Array) -> jax.Array:
+    return jnp.linalg.qr(matrix)[0]
 
 
 def _eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -259,5 +301,5 @@ def refresh_eigenbasis(matrix: jax.Array, basis: jax.Array) -> tuple[jax.Array, 
     estimate = jnp.real(jnp.sum(jnp.conj(basis) * product, axis=-2))
     order = jnp.argsort(-estimate, axis=-1, stable=True)
     power = jnp.take_along_axis(product, order[..., None, :], axis=-1)
-    q = per_matrix(lambda m: jnp.linalg.qr(m)[0], power)
+    q = per_matrix(_q_factor, power)
     return q, order

@@ -173,20 +173,40 @@ def test_per_matrix_equals_the_batched_call_bit_for_bit(batch):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_per_matrix_is_differentiable_and_vmaps_into_its_loop():
+    a = RNG.normal(size=(2, 3, 4, 4))
+    s = jnp.asarray(a @ np.swapaxes(a, -1, -2), jnp.float32)
+    loss = lambda fn: lambda m: jnp.sum(fn(m)[0] ** 2) + jnp.sum(jnp.abs(fn(m)[1][..., 0, :]))  # noqa: E731
+    ours, plain = loss(lambda m: per_matrix(jnp.linalg.eigh, m)), loss(jnp.linalg.eigh)
+    np.testing.assert_allclose(jax.grad(ours)(s), jax.grad(plain)(s), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.vmap(jax.grad(ours))(s), jax.grad(plain)(s), rtol=1e-5, atol=1e-5)
+    tangent = jnp.ones_like(s)
+    np.testing.assert_allclose(
+        jax.jvp(ours, (s,), (tangent,))[1], jax.jvp(plain, (s,), (tangent,))[1], rtol=1e-5, atol=1e-4
+    )
+    for nested in (
+        jax.vmap(lambda m: per_matrix(jnp.linalg.eigh, m)[0]),
+        jax.vmap(jax.vmap(lambda m: per_matrix(jnp.linalg.eigh, m)[0])),
+    ):
+        np.testing.assert_array_equal(np.asarray(nested(s)), np.asarray(jnp.linalg.eigh(s)[0]))
+
+
 def _lapack_calls(compiled_text):
     """(target, result shape) of every LAPACK custom call of a compiled CPU program."""
     pattern = re.compile(r"= \(?\w+\[([\d,]*)\][^\n]*custom-call\([^\n]*custom_call_target=\"(lapack_\w+)\"")
     return [(target, tuple(int(d) for d in dims.split(",") if d)) for dims, target in pattern.findall(compiled_text)]
 
 
+@pytest.mark.parametrize("vmapped", [False, True], ids=["plain", "vmapped"])
 @pytest.mark.parametrize("name", ["shampoo", "soap"])
-def test_cpu_decompositions_take_one_matrix_per_lapack_call(name):
+def test_cpu_decompositions_take_one_matrix_per_lapack_call(name, vmapped):
     """jaxlib's CPU LAPACK kernels (0.10) split a batch over XLA's intra-op pool and block the calling
     pool thread until it is done: as many batched calls at once as the pool has threads (2 on a
     2-core machine) wait on each other forever. examples/frontier.py --quick hung so under load (both
     pool threads in ``lapack_ssyevd_ffi`` -> ``jax::ParallelBatchMap`` -> ``BlockingCounter::Wait``,
     Shampoo's ``L`` and ``R`` of a leaf cut into blocks). So no call may see more than one matrix
-    (SOAP does not cut into blocks: its factors are ``(1, n, n)``)."""
+    (SOAP does not cut into blocks: its factors are ``(1, n, n)``), also under ``jax.vmap`` over
+    trials, as the arena's sweeps run it (that hung the arena: every call a batch of trials)."""
     if jax.default_backend() != "cpu":
         pytest.skip("the CPU program is the one checked")
     params = {"w": jnp.ones((6, 4), jnp.float32), "conv": jnp.ones((3, 3, 2, 4), jnp.float32)}
@@ -196,7 +216,11 @@ def test_cpu_decompositions_take_one_matrix_per_lapack_call(name):
         else soap(0.1, precondition_frequency=2)
     )
     state = tx.init(params)
-    text = jax.jit(tx.update).lower(params, state, params).compile().as_text()
+    update = tx.update
+    if vmapped:
+        params, state = jax.tree.map(lambda x: jnp.stack([x, x, x]), (params, state))
+        update = jax.vmap(tx.update)
+    text = jax.jit(update).lower(params, state, params).compile().as_text()
     calls = _lapack_calls(text)
     expected = {"lapack_ssyevd_ffi"} | ({"lapack_sgeqrf_ffi", "lapack_sorgqr_ffi"} if name == "soap" else set())
     assert {target for target, _ in calls} == expected, calls
