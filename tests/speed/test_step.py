@@ -329,11 +329,17 @@ def test_every_optimizer_benchmark_quick_run():
     names = bench_all_optimizers.optimizer_names()
     assert {("", "adam"), ("", "nadamw"), ("contrib", "muon")} <= set(names)
     assert not {n for _, n in names} & bench_all_optimizers.NOT_OPTIMIZERS
-    results = bench_all_optimizers.main(["--quick", "--only", "adamw,lion,lbfgs,cocob", "--steps", "1"])
-    assert set(results["optimizers"]) == {"adamw", "lion", "contrib.cocob"}  # cocob's state holds the params
-    assert set(results["skipped"]) == {"lbfgs"} and not results["failed"]
+    assert {("", "lbfgs"), ("", "polyak_sgd"), ("contrib", "sophia"), ("contrib", "dpsgd")} <= set(names)
+    only = "adamw,lbfgs,cocob,polyak_sgd,dpsgd,sophia"
+    results = bench_all_optimizers.main(["--quick", "--only", only, "--steps", "1"])
+    # cocob's state holds the params; lbfgs, polyak_sgd and sophia take the stand-in loss, dpsgd
+    # per-example gradients: every row runs, none is skipped.
+    assert set(results["optimizers"]) == {
+        "adamw", "lbfgs", "polyak_sgd", "contrib.cocob", "contrib.dpsgd", "contrib.sophia"
+    }  # fmt: skip
+    assert not results["failed"]
     assert set(results["optimizers"]["adamw"]) == {"optcompose", "optax", "optcompose step"}
-    assert set(results["optimizers"]["lion"]) == {"optcompose", "optax"}  # no kernel pattern
+    assert set(results["optimizers"]["contrib.sophia"]) == {"optcompose", "optax"}  # no kernel pattern
     assert all(r["step_ms"] > 0 for libs in results["optimizers"].values() for r in libs.values())
 
 
