@@ -276,9 +276,9 @@ def plot_curves(board: Mapping[str, Any], runs: Mapping[str, Any], path: Path, p
     for ax in list(axes.flat)[len(workloads) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7, frameon=False)
-    fig.suptitle(f"validation metric (median study's selected trial), {board['ruleset']}; target dotted", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 6), 1, 0.96))
+    _legend_below(
+        fig, handles, labels, f"validation metric (median study's selected trial), {board['ruleset']}; target dotted"
+    )
     fig.savefig(path, dpi=80)
     plt.close(fig)
     if per_workload_dir is None:
@@ -303,6 +303,18 @@ def plot_curves(board: Mapping[str, Any], runs: Mapping[str, Any], path: Path, p
         fig.tight_layout()
         fig.savefig(per_workload_dir / f"curves_{w}.png", dpi=72)
         plt.close(fig)
+
+
+def _legend_below(fig: Any, handles: list, labels: list, title: str) -> None:
+    """A title, and one legend for all panels under them: the figure grows by the legend's height
+    (about a sixth of an inch per row of six entries), so 44 optimizers do not cover the panels."""
+    ncol = min(6, max(1, len(labels)))
+    legend_inches = 0.17 * math.ceil(len(labels) / ncol) + 0.15
+    height = fig.get_figheight()
+    fig.set_figheight(height + legend_inches)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, legend_inches / (height + legend_inches), 1, 1 - 0.35 / (height + legend_inches)))
 
 
 def plot_sharpness(board: Mapping[str, Any], runs: Mapping[str, Any], path: Path) -> None:
@@ -345,9 +357,9 @@ def plot_sharpness(board: Mapping[str, Any], runs: Mapping[str, Any], path: Path
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, max(1, len(labels))), fontsize=7, frameon=False)
-    fig.suptitle(f"sharpness vs test metric at the end of each selected trial, {board['ruleset']}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 6), 1, 0.96))
+    _legend_below(
+        fig, handles, labels, f"sharpness vs test metric at the end of each selected trial, {board['ruleset']}"
+    )
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
