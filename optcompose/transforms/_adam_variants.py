@@ -547,8 +547,11 @@ def _adadelta(g, e_g, e_x, *, hp):
     # |dx|^2 = |g|^2 (E[dx^2] + eps) / (E[g^2] + eps), written without u: the three outputs then
     # share no expensive intermediate (a root or a quotient with several users), so XLA computes
     # each in its own pass over the inputs instead of storing and rereading intermediates
-    # (84 -> 68 bytes per parameter for adadelta's update + apply; Optax's is 68).
-    e_x = ema_step(_real(e_x), jnp.where(usable, _real(abs_sq(g)) * held / safe, 0.0), hp.rho)
+    # (84 -> 68 bytes per parameter for adadelta's update + apply; Optax's is 68). Where E[g^2]
+    # overflowed to inf, u is 0 (a finite root over an infinite one), and so is |dx|^2, rather
+    # than |g|^2 / E[g^2] = inf / inf.
+    bounded = usable & (denominator < jnp.inf)
+    e_x = ema_step(_real(e_x), jnp.where(bounded, _real(abs_sq(g)) * held / safe, 0.0), hp.rho)
     return u, e_g, e_x
 
 
