@@ -64,28 +64,23 @@ def tree_norm(x: Any, dtype: Any = jnp.float32, *, minus: Any = None) -> jax.Arr
     ``minus`` (a tree of ``x``'s structure) gives the norm of the difference without storing it:
     the difference is formed inside each reduction (``||x_t - x_0||`` in DoG reads both trees once).
     """
-    values = leaves(x)
     if minus is not None:
         tree_lib.check_same_structure((x, minus), ("x", "minus"))
-        values = [a - b for a, b in zip(values, leaves(minus), strict=True)]
-    squared = jnp.zeros((), dtype)
-    for a in values:
-        squared = squared + jnp.sum(jnp.real(a * jnp.conj(a))).astype(squared.dtype)
+    operands = (leaves(x), None if minus is None else leaves(minus))
+    values = _differences(*operands)
+    squared = tree_squared_norm(values, dtype)
     if not values:
         return jnp.sqrt(squared)
     plain_ok = jnp.isfinite(squared) & (squared > tree_lib._SQUARE_UNDERFLOW)
-    operands = (leaves(x), None if minus is None else leaves(minus))
-    return jax.lax.cond(plain_ok, _plain_norm, _rescaled_norm, operands, squared)
+    return jax.lax.cond(plain_ok, tree_lib._plain_norm, _rescaled_norm, operands, squared)
 
 
-def _plain_norm(operands: Any, squared: jax.Array) -> jax.Array:
-    del operands
-    return jnp.sqrt(squared)
+def _differences(xs: list[jax.Array], ys: list[jax.Array] | None) -> list[jax.Array]:
+    return xs if ys is None else [a - b for a, b in zip(xs, ys, strict=True)]
 
 
 def _rescaled_norm(operands: Any, squared: jax.Array) -> jax.Array:
-    xs, ys = operands
-    values = xs if ys is None else [a - b for a, b in zip(xs, ys, strict=True)]
+    values = _differences(*operands)
     return tree_lib._rescaled_norm([jnp.abs(a) if jnp.iscomplexobj(a) else a for a in values], squared)
 
 

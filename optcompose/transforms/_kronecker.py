@@ -242,12 +242,9 @@ def _one_matrix_per_call(fn: Callable[[jax.Array], Any]) -> Callable[[jax.Array]
     def _batched(axis_size, in_batched, matrix):
         del axis_size
         (batched,) = in_batched
-        if not batched:
-            out = looped(matrix)
-            return out, jax.tree.map(lambda _: False, out)
-        # The vmapped axis goes first (custom_vmap's convention); fold it into the loop's batch.
+        # A vmapped axis comes first (custom_vmap's convention), so the loop takes it as batch.
         out = looped(matrix)
-        return out, jax.tree.map(lambda _: True, out)
+        return out, jax.tree.map(lambda _: batched, out)
 
     @jax.custom_jvp
     def differentiable(matrix):
